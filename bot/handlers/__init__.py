@@ -1,0 +1,61 @@
+"""The one ordered list of handlers. Order matters: within a group, the first match wins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telegram.ext import (
+    Application,
+    BaseHandler,
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.handlers import basics, daily, errors, fallback, membership
+
+# New messages in a private chat. Edited messages are ignored on purpose: re-running a
+# command because someone fixed a typo would surprise them.
+PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
+GROUPS = (filters.ChatType.GROUPS | filters.ChatType.CHANNEL) & filters.UpdateType.MESSAGE
+
+
+def handlers() -> list[BaseHandler[Any, Any, Any]]:
+    """Every handler, in the order they are tried."""
+    return [
+        # Membership changes come first; they never carry a message.
+        ChatMemberHandler(membership.my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER),
+        # Groups and channels: health data does not belong there. Only /start and /help
+        # answer, pointing to a private chat; every other group message is ignored.
+        CommandHandler(["start", "help"], basics.group_pointer, filters=GROUPS),
+        # Getting started, safety, privacy.
+        CommandHandler("start", basics.start, filters=PRIVATE),
+        CommandHandler("help", basics.help_command, filters=PRIVATE),
+        CommandHandler("redflags", basics.redflags, filters=PRIVATE),
+        CommandHandler("privacy", basics.privacy, filters=PRIVATE),
+        # Daily tips: subscription, time zone and time, pause, settings, tips on demand.
+        CommandHandler("subscribe", daily.subscribe, filters=PRIVATE),
+        CommandHandler("unsubscribe", daily.unsubscribe, filters=PRIVATE),
+        CommandHandler("timezone", daily.timezone, filters=PRIVATE),
+        CommandHandler("time", daily.tip_time, filters=PRIVATE),
+        CommandHandler("pause", daily.pause, filters=PRIVATE),
+        CommandHandler("resume", daily.resume, filters=PRIVATE),
+        CommandHandler("settings", daily.settings_command, filters=PRIVATE),
+        CommandHandler("tip", daily.tip_command, filters=PRIVATE),
+        MessageHandler(PRIVATE & filters.LOCATION, daily.location),
+        # Buttons: each feature claims its callback actions; the catch-all comes last.
+        CallbackQueryHandler(daily.on_button, pattern=daily.BUTTON_PATTERN),
+        # Fallbacks, last: anything that no feature above wanted.
+        MessageHandler(PRIVATE & filters.COMMAND, fallback.unknown_command),
+        MessageHandler(PRIVATE & filters.TEXT, fallback.free_text),
+        MessageHandler(PRIVATE, fallback.not_text),
+        CallbackQueryHandler(fallback.stale_button),
+    ]
+
+
+def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Add every handler and the error handler to the application."""
+    application.add_handlers(handlers())
+    application.add_error_handler(errors.on_error)

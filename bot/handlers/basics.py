@@ -1,0 +1,56 @@
+"""/start, /help, /privacy and /redflags: the first conversations."""
+
+from __future__ import annotations
+
+from telegram import Update
+
+from bot.db.engine import unit_of_work
+from bot.handlers.common import Context, name_part, reply, runtime, text
+from bot.services import users
+
+
+async def start(update: Update, context: Context) -> None:
+    """Greet a new or returning user and reactivate them if they had left."""
+    rt = runtime(context)
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return
+    async with unit_of_work(rt.sessions) as session:
+        visit = await users.record_visit(session, user.id, chat.id, user.language_code)
+    key = "start.welcome" if visit.is_new else "start.welcome_back"
+    await reply(update, text(context, key, name_part=name_part(update)))
+
+
+def help_text(context: Context) -> str:
+    """Every command, grouped as content/commands.yml lists them."""
+    content = runtime(context).content
+    parts = [content.text("help.header")]
+    for group in content.command_groups:
+        lines = [content.text("help.group", title=group.title)]
+        lines += [
+            content.text("help.line", command=c.command, description=c.description)
+            for c in group.commands
+        ]
+        parts.append("\n".join(lines))
+    parts.append(content.text("help.footer"))
+    return "\n\n".join(parts)
+
+
+async def help_command(update: Update, context: Context) -> None:
+    """List every command, grouped."""
+    await reply(update, help_text(context))
+
+
+async def privacy(update: Update, context: Context) -> None:
+    """Say what is stored, why, for how long, and how to export or delete it."""
+    await reply(update, text(context, "privacy.text"))
+
+
+async def redflags(update: Update, context: Context) -> None:
+    """Show when back pain needs urgent medical help."""
+    await reply(update, runtime(context).content.safety.redflags_text)
+
+
+async def group_pointer(update: Update, context: Context) -> None:
+    """In a group, point people to a private chat instead."""
+    await reply(update, text(context, "fallback.private_only", bot_username=context.bot.username))

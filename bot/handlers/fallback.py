@@ -1,0 +1,64 @@
+"""Answers for whatever no feature handled: unknown commands, free text, stale buttons."""
+
+from __future__ import annotations
+
+from html import escape
+
+from telegram import Update
+
+from bot.handlers.common import Context, reply, runtime, text
+from bot.services import safety
+
+
+async def unknown_command(update: Update, context: Context) -> None:
+    """Say the command is unknown and point to /help."""
+    message = update.effective_message
+    word = (message.text or "").split(maxsplit=1)[0] if message and message.text else "/"
+    await reply(update, text(context, "fallback.unknown_command", command=escape(word[:40])))
+
+
+def crisis_message(context: Context, update: Update) -> str:
+    """The crisis text with lines for the user's country first."""
+    content = runtime(context).content
+    user = update.effective_user
+    country = safety.country_for(
+        user.language_code if user else None, None, content.safety.language_countries
+    )
+    lines = "\n".join(
+        content.text("safety.crisis_line", name=escape(line.name), contact=escape(line.contact))
+        for line in safety.crisis_lines(content.safety, country)
+    )
+    return content.safety.crisis_text.format(lines=lines)
+
+
+async def answer_concern(update: Update, context: Context, message_text: str) -> bool:
+    """Answer crisis or red-flag language first; True when something was sent."""
+    content = runtime(context).content
+    concern = safety.assess(message_text, content.safety)
+    if concern.crisis:
+        await reply(update, crisis_message(context, update))
+    if concern.redflag:
+        await reply(update, content.safety.redflags_text)
+    return concern.any
+
+
+async def free_text(update: Update, context: Context) -> None:
+    """Answer plain text: safety first, then a pointer to what the bot can do."""
+    message = update.effective_message
+    if message is None or message.text is None:
+        return
+    if await answer_concern(update, context, message.text):
+        return
+    await reply(update, text(context, "fallback.text"))
+
+
+async def not_text(update: Update, context: Context) -> None:
+    """Stickers, photos, voice and the like: say what the bot understands."""
+    await reply(update, text(context, "fallback.not_text"))
+
+
+async def stale_button(update: Update, context: Context) -> None:
+    """A button nobody handles any more, e.g. from an old message."""
+    query = update.callback_query
+    if query is not None:
+        await query.answer(text(context, "errors.stale_button"), show_alert=True)

@@ -1,0 +1,43 @@
+"""Logging set-up: one format, quiet HTTP libraries, and secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+
+NOISY_LOGGERS = ("httpx", "httpcore", "apscheduler", "aiosqlite", "asyncio")
+
+
+class RedactFilter(logging.Filter):
+    """Replaces every occurrence of the given secrets in a record's message."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = message
+        for secret in self._secrets:
+            redacted = redacted.replace(secret, "[redacted]")
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def quiet_noisy_loggers() -> None:
+    """Keep HTTP client loggers at WARNING: their INFO lines carry request URLs with the token."""
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def configure_logging(level: str, secrets: list[str] | None = None) -> None:
+    """Log to stderr at `level`, with HTTP clients quiet and secrets redacted."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    quiet_noisy_loggers()
+    redact = RedactFilter(secrets or [])
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redact)

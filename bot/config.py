@@ -30,7 +30,7 @@ class Settings(BaseSettings):
 
     delivery_tick_seconds: float = Field(default=5.0, gt=0, le=300)
     delivery_batch_size: int = Field(default=500, ge=1, le=10_000)
-    delivery_rate_per_second: float = Field(default=25.0, gt=0, le=30)
+    delivery_rate_per_second: float = Field(default=25.0, gt=0, le=10_000)
     delivery_catchup_hours: float = Field(default=3.0, ge=0, le=48)
 
     @field_validator("telegram_bot_token", mode="before")

@@ -19,7 +19,9 @@ async def polling_bot(
     api_server: FakeBotAPIServer,  # type: ignore[no-untyped-def]
 ) -> AsyncIterator[BotApplication]:
     """The real Application, started and polling the fake server like it polls Telegram."""
-    settings: Settings = make_settings(telegram_api_base_url=api_server.base_url)
+    settings: Settings = make_settings(
+        telegram_api_base_url=api_server.base_url, delivery_tick_seconds=0.2
+    )
     application = build_application(settings, content)
     await application.initialize()
     assert application.post_init is not None

@@ -13,8 +13,9 @@ Rules, for the tips in scope (every topic, or one topic for topic commands and b
 - Weights: 3.0 for a focus topic, 1.0 otherwise; × 0.7 per retired tip in the topic, never
   below 0.1 of the base; × 1.1 per tip marked "Helpful", at most × 1.5.
 
-Cost: one counting pass over `seen` in C, one pass over the library, and, from the second round
-on, a backward walk over `seen` that stops once the chosen topic's order is known.
+Only tip ids are read from `seen` (they are unique across the library). Cost per call: one
+counting pass over `seen` (in C), one pass over the library, and, from the second round on, a
+walk back through `seen` that stops once the drawn topic's oldest due tip is known.
 """
 
 from __future__ import annotations
@@ -65,10 +66,10 @@ def topic_weights(topics: Mapping[str, Topic], history: TipHistory) -> dict[str,
     return weights
 
 
-def _seen_longest_ago(tips: list[Tip], seen: Sequence[tuple[str, str]]) -> Tip:
-    """Of `tips`, all already seen, the one whose latest showing is oldest."""
+def _seen_longest_ago(tips: list[Tip], shown_ids: list[str]) -> Tip:
+    """Of `tips`, all already shown, the one whose latest showing is oldest."""
     pending = {tip.id: tip for tip in tips}
-    for tip_id, _ in reversed(seen):
+    for tip_id in reversed(shown_ids):
         if len(pending) == 1:
             break
         pending.pop(tip_id, None)
@@ -89,10 +90,10 @@ def choose_tip(
         scope = [(only_topic, topics[only_topic])]
     else:
         return None
-    seen = history.seen
+    shown_ids: list[str] = list(map(_TIP_ID, history.seen))
+    shown = Counter(shown_ids).get  # counting a list is faster than counting the map
+    last_shown = shown_ids[-1] if shown_ids else None
     retired_ids, helpful_ids = history.not_for_me, history.helpful
-    shown = Counter(list(map(_TIP_ID, seen))).get  # a list first: Counter then runs faster
-    last_shown = seen[-1][0] if seen else None
     held_back: Tip | None = None
     # Per topic with an eligible tip: its weight, its fewest showings, and its tips at that count.
     groups: list[tuple[str, float, int, list[Tip]]] = []
@@ -131,4 +132,4 @@ def choose_tip(
         ready = rng.choices(due, weights=[weight for _, weight, _, _ in due])[0][3]
     if fewest == 0 or len(ready) == 1:
         return ready[0]
-    return _seen_longest_ago(ready, seen)
+    return _seen_longest_ago(ready, shown_ids)

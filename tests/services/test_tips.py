@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def shown(*tip_ids: str) -> list[tuple[str, str]]:
 
 
 def walk(
-    topics: dict[str, Topic],
+    topics: Mapping[str, Topic],
     steps: int,
     *,
     history: TipHistory | None = None,

@@ -287,7 +287,7 @@ class DeliveryEngine:
         if not daily:
             return {}
         histories = await tip_history.load_histories(
-            session, {d.user_id: d.focus_topics for d in daily}
+            session, {d.user_id: d.focus_topics for d in daily}, self.clock.now()
         )
         chosen: dict[int, str] = {}
         for item in daily:

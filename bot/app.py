@@ -124,7 +124,7 @@ def build_application(
     application = builder.build()
     application.bot_data["settings"] = settings
     application.bot_data["content"] = content
-    handlers.register(application)
+    handlers.register(application, list(content.topics))
     return application
 
 

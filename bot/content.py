@@ -19,6 +19,7 @@ CAPTION_LIMIT = 1024
 CALLBACK_DATA_LIMIT = 64
 BUTTON_TEXT_LIMIT = 64
 COMMAND_DESCRIPTION_LIMIT = 256
+TELEGRAM_COMMAND_LIMIT = 100
 TIP_TITLE_LIMIT = 60
 TIP_TEXT_LIMIT = 600
 TIP_ACTION_LIMIT = 200
@@ -423,7 +424,9 @@ def _load_topics(
     return dict(sorted(topics.items(), key=lambda item: (item[1].order, item[0])))
 
 
-def _load_commands(root: Path, problems: list[str]) -> tuple[CommandGroup, ...]:
+def _load_commands(
+    root: Path, topics: Mapping[str, Topic], problems: list[str]
+) -> tuple[CommandGroup, ...]:
     where = "commands.yml"
     data = _read_yaml(root / where, problems)
     groups: list[CommandGroup] = []
@@ -453,6 +456,13 @@ def _load_commands(root: Path, problems: list[str]) -> tuple[CommandGroup, ...]:
                 f"{where}: {name}", entry, "description", problems, COMMAND_DESCRIPTION_LIMIT
             )
             commands.append(CommandInfo(name, description))
+        if group.get("topics") is True:
+            # Every topic is a command too (/sleep, /stress, ...), described by its summary.
+            for topic in topics.values():
+                if topic.id in seen:
+                    problems.append(f"topics/{topic.id}.yml: /{topic.id} clashes with commands.yml")
+                seen.add(topic.id)
+                commands.append(CommandInfo(topic.id, topic.summary))
         groups.append(CommandGroup(title, tuple(commands)))
     return tuple(groups)
 
@@ -504,10 +514,8 @@ def _load_safety(root: Path, problems: list[str]) -> Safety:
 
 
 def _cross_checks(content: Content, problems: list[str]) -> None:
-    commands = {c.command for c in content.commands()}
-    for topic in content.topics.values():
-        if topic.id in commands:
-            problems.append(f"topics/{topic.id}.yml: /{topic.id} clashes with commands.yml")
+    if len(content.commands()) > TELEGRAM_COMMAND_LIMIT:
+        problems.append(f"commands.yml: more than {TELEGRAM_COMMAND_LIMIT} commands with topics")
     for tip in content.tips.values():
         rendered = render_tip(content, tip)
         if visible_length(rendered) > MESSAGE_LIMIT:
@@ -536,7 +544,7 @@ def load_content(root: Path) -> Content:
     messages = _load_messages(root, problems)
     sources = _load_sources(root, problems)
     topics = _load_topics(root, sources, problems)
-    groups = _load_commands(root, problems)
+    groups = _load_commands(root, topics, problems)
     safety = _load_safety(root, problems)
     content = Content(
         messages=messages,

@@ -23,7 +23,9 @@ ACTIONS: dict[str, int] = {
     "tm": 1,  # choose a tip time: HHMM
     "set": 1,  # settings: what to change
     "focus": 1,  # toggle a focus topic in settings
-    "topic": 1,  # open a topic
+    "topic": 1,  # open a topic in place (again: another tip from it)
+    "topics": 0,  # back to the topic menu
+    "tfocus": 1,  # add or remove a topic from the daily focus
     "sub": 0,  # subscribe now
 }
 

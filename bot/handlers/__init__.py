@@ -14,7 +14,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.handlers import basics, daily, errors, fallback, membership
+from bot.handlers import basics, daily, errors, fallback, membership, topics
 
 # New messages in a private chat. Edited messages are ignored on purpose: re-running a
 # command because someone fixed a typo would surprise them.
@@ -22,8 +22,8 @@ PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
 GROUPS = (filters.ChatType.GROUPS | filters.ChatType.CHANNEL) & filters.UpdateType.MESSAGE
 
 
-def handlers() -> list[BaseHandler[Any, Any, Any]]:
-    """Every handler, in the order they are tried."""
+def handlers(topic_ids: list[str]) -> list[BaseHandler[Any, Any, Any]]:
+    """Every handler, in the order they are tried; topic commands come from content/."""
     return [
         # Membership changes come first; they never carry a message.
         ChatMemberHandler(membership.my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER),
@@ -45,8 +45,13 @@ def handlers() -> list[BaseHandler[Any, Any, Any]]:
         CommandHandler("settings", daily.settings_command, filters=PRIVATE),
         CommandHandler("tip", daily.tip_command, filters=PRIVATE),
         MessageHandler(PRIVATE & filters.LOCATION, daily.location),
+        # Topics: the menu, the bibliography, and one command per topic file.
+        CommandHandler("topics", topics.topics_menu, filters=PRIVATE),
+        CommandHandler("sources", topics.sources, filters=PRIVATE),
+        CommandHandler(topic_ids, topics.topic_command, filters=PRIVATE),
         # Buttons: each feature claims its callback actions; the catch-all comes last.
         CallbackQueryHandler(daily.on_button, pattern=daily.BUTTON_PATTERN),
+        CallbackQueryHandler(topics.on_button, pattern=topics.BUTTON_PATTERN),
         # Fallbacks, last: anything that no feature above wanted.
         MessageHandler(PRIVATE & filters.COMMAND, fallback.unknown_command),
         MessageHandler(PRIVATE & filters.TEXT, fallback.free_text),
@@ -55,7 +60,7 @@ def handlers() -> list[BaseHandler[Any, Any, Any]]:
     ]
 
 
-def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+def register(application: Application[Any, Any, Any, Any, Any, Any], topic_ids: list[str]) -> None:
     """Add every handler and the error handler to the application."""
-    application.add_handlers(handlers())
+    application.add_handlers(handlers(topic_ids))
     application.add_error_handler(errors.on_error)

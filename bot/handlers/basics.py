@@ -5,20 +5,25 @@ from __future__ import annotations
 from telegram import Update
 
 from bot.db.engine import unit_of_work
+from bot.handlers import topics
 from bot.handlers.common import Context, name_part, reply, runtime, text
 from bot.services import users
 
 
 async def start(update: Update, context: Context) -> None:
-    """Greet a new or returning user and reactivate them if they had left."""
+    """Greet a new or returning user (reactivating them); a deep link opens its topic."""
     rt = runtime(context)
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
         return
     async with unit_of_work(rt.sessions) as session:
         visit = await users.record_visit(session, user.id, chat.id, user.language_code)
-    key = "start.welcome" if visit.is_new else "start.welcome_back"
-    await reply(update, text(context, key, name_part=name_part(update)))
+    payload = context.args[0] if context.args else ""
+    if visit.is_new:
+        await reply(update, text(context, "start.welcome", name_part=name_part(update)))
+    opened = bool(payload) and await topics.deep_link(update, context, payload)
+    if not visit.is_new and not opened:
+        await reply(update, text(context, "start.welcome_back", name_part=name_part(update)))
 
 
 def help_text(context: Context) -> str:

@@ -6,6 +6,7 @@ from html import escape
 
 from telegram import Update
 
+from bot.handlers import topics
 from bot.handlers.common import Context, reply, runtime, text
 from bot.services import safety
 
@@ -31,23 +32,26 @@ def crisis_message(context: Context, update: Update) -> str:
     return content.safety.crisis_text.format(lines=lines)
 
 
-async def answer_concern(update: Update, context: Context, message_text: str) -> bool:
-    """Answer crisis or red-flag language first; True when something was sent."""
+async def answer_concern(update: Update, context: Context, message_text: str) -> safety.Concern:
+    """Answer crisis or red-flag language, before anything else is said."""
     content = runtime(context).content
     concern = safety.assess(message_text, content.safety)
     if concern.crisis:
         await reply(update, crisis_message(context, update))
     if concern.redflag:
         await reply(update, content.safety.redflags_text)
-    return concern.any
+    return concern
 
 
 async def free_text(update: Update, context: Context) -> None:
-    """Answer plain text: safety first, then a pointer to what the bot can do."""
+    """Answer plain text: safety first, then matching topics, else a pointer to /help."""
     message = update.effective_message
     if message is None or message.text is None:
         return
-    if await answer_concern(update, context, message.text):
+    concern = await answer_concern(update, context, message.text)
+    if concern.crisis:
+        return  # nothing should follow the crisis message
+    if await topics.suggest(update, context, message.text) or concern.redflag:
         return
     await reply(update, text(context, "fallback.text"))
 

@@ -115,8 +115,8 @@ async def test_crisis_resources_follow_the_users_language(
     ],
 )
 async def test_red_flag_words_get_red_flag_guidance(chat: ChatDriver, message: str) -> None:
-    [reply] = await chat.send(message)
-    assert "Get emergency help now" in visible_text(reply.text or "")
+    replies = await chat.send(message)
+    assert "Get emergency help now" in visible_text(replies[0].text or "")
 
 
 @pytest.mark.parametrize("message", ["I feel hopeful today", "my saddle bag is heavy", "legs"])

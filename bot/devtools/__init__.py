@@ -1,0 +1,1 @@
+"""Tools for trying and testing BackCalm without Telegram: a fake Bot API and the demo."""

@@ -24,10 +24,17 @@ class RedactFilter(logging.Filter):
         return True
 
 
+# python-telegram-bot logs every request's parameters and every response at DEBUG: that would
+# put what people write (check-in notes included) into the log. It stays at INFO.
+CONTENT_LOGGERS = ("telegram",)
+
+
 def quiet_noisy_loggers() -> None:
-    """Keep HTTP client loggers at WARNING: their INFO lines carry request URLs with the token."""
+    """HTTP clients at WARNING (their lines carry the token), Telegram's library at INFO."""
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in CONTENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def configure_logging(level: str, secrets: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""/start, /help, /privacy and /redflags: the first conversations."""
+"""/start, /help and /redflags: the first conversations."""
 
 from __future__ import annotations
 
@@ -44,11 +44,6 @@ def help_text(context: Context) -> str:
 async def help_command(update: Update, context: Context) -> None:
     """List every command, grouped."""
     await reply(update, help_text(context))
-
-
-async def privacy(update: Update, context: Context) -> None:
-    """Say what is stored, why, for how long, and how to export or delete it."""
-    await reply(update, text(context, "privacy.text"))
 
 
 async def redflags(update: Update, context: Context) -> None:

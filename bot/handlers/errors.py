@@ -8,6 +8,7 @@ from telegram import Update
 from telegram.error import TelegramError
 
 from bot.handlers.common import Context, text
+from bot.runtime import RUNTIME_KEY, Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +20,9 @@ async def on_error(update: object, context: Context) -> None:
         update.update_id if isinstance(update, Update) else "-",
         exc_info=context.error,
     )
+    runtime = context.application.bot_data.get(RUNTIME_KEY)
+    if isinstance(runtime, Runtime):
+        runtime.errors.append((runtime.clock.now(), type(context.error).__name__))
     if not isinstance(update, Update) or update.effective_chat is None:
         return
     try:

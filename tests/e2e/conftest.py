@@ -20,7 +20,9 @@ async def polling_bot(
 ) -> AsyncIterator[BotApplication]:
     """The real Application, started and polling the fake server like it polls Telegram."""
     settings: Settings = make_settings(
-        telegram_api_base_url=api_server.base_url, delivery_tick_seconds=0.2
+        telegram_api_base_url=api_server.base_url,
+        delivery_tick_seconds=0.2,
+        flood_max_updates=1000,  # these tests type faster than any person
     )
     application = build_application(settings, content)
     await application.initialize()

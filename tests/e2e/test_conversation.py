@@ -9,9 +9,10 @@ import pytest
 from bot.app import BotApplication
 from bot.content import visible_text
 from bot.logs import quiet_noisy_loggers
-from tests.fakes.telegram_api import TEST_TOKEN, FakeBotAPI
+from tests.fakes.telegram_api import TEST_TOKEN, FakeBotAPI, ServerErrorFault
 
 USER = 4242
+NOTE = "Walked-to-the-lighthouse-7731"
 
 
 async def test_start_help_privacy_conversation(
@@ -35,9 +36,21 @@ async def test_start_help_privacy_conversation(
     fake_api.send_command(USER, "/redflags")
     await fake_api.wait_for_bot_message(USER, contains="Get emergency help now")
 
-    texts = [visible_text(m.text or "") for m in fake_api.sent_messages(USER)]
-    assert len(texts) == 4
-    assert fake_api.calls_to("setMyCommands")
-    assert caplog.records, "nothing was logged: the capture is not working"
+    # A check-in with a note: consent first, then the quick form.
+    fake_api.send_command(USER, "/checkin")
+    consent = await fake_api.wait_for_bot_message(USER, contains="I agree")
+    fake_api.press(USER, "✅ I agree", consent.message_id)
+    await fake_api.wait_for(lambda: "1 of 5" in (fake_api.last_bot_message(USER).text or ""))
+    fake_api.send_command(USER, "/checkin", f"5 6 {NOTE}")
+    await fake_api.wait_for_bot_message(USER, contains="Check-in saved")
+
+    # Telegram fails once: the bot logs it and goes on.
+    fake_api.inject(ServerErrorFault(502), method="sendMessage", chat_id=USER)
+    fake_api.send_command(USER, "/help")
+    fake_api.send_command(USER, "/sources")
+    await fake_api.wait_for_bot_message(USER, contains="Sources")
+
+    assert any(r.levelno == logging.ERROR for r in caplog.records), "the failure was logged"
     assert TEST_TOKEN not in caplog.text
     assert TEST_TOKEN.split(":")[1] not in caplog.text
+    assert NOTE not in caplog.text, "check-in content never reaches a log"

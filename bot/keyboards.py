@@ -27,6 +27,10 @@ ACTIONS: dict[str, int] = {
     "topics": 0,  # back to the topic menu
     "tfocus": 1,  # add or remove a topic from the daily focus
     "sub": 0,  # subscribe now
+    "priv": 1,  # privacy choices: revoke consent, delete check-ins, keep them
+    "del": 2,  # /delete: yes|no, the time the question was asked (it expires)
+    "rem": 1,  # check-in reminder: snooze minutes, or "skip"
+    "ck": 2,  # check-in: (consent, yes|no), (<step>, value), (nav, back|skip|cancel|start)
 }
 
 

@@ -15,10 +15,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
-    Text,
     Time,
     UniqueConstraint,
 )
@@ -89,6 +89,7 @@ class User(Base):
     blocked_at: Mapped[datetime | None]
     focus_topics: Mapped[list[str]] = mapped_column(JSON, default=list)
     checkin_consent_at: Mapped[datetime | None]
+    weekly_summary: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -111,6 +112,8 @@ class Schedule(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     paused_until: Mapped[datetime | None]
     next_run_at: Mapped[datetime | None]
+    # How often a reminder was snoozed since its last scheduled occurrence.
+    snoozes: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -120,7 +123,7 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("user_id", "kind", "local_date"),
+        UniqueConstraint("user_id", "kind", "local_date", "sequence"),
         Index("ix_deliveries_status_claimed", "status", "claimed_at"),
     )
 
@@ -128,6 +131,8 @@ class Delivery(Base):
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
     kind: Mapped[ScheduleKind] = mapped_column(_enum(ScheduleKind))
     local_date: Mapped[date] = mapped_column(Date)
+    # 0 for the scheduled occurrence; 1, 2, … for snoozed repeats of a reminder that day.
+    sequence: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     due_at: Mapped[datetime]
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
@@ -167,7 +172,11 @@ class TipFeedback(Base):
 
 
 class CheckIn(Base):
-    """A brief self-report: pain and stress 0-10, mood and sleep 1-5, an optional note."""
+    """A brief self-report, encrypted: pain and stress 0-10, mood and sleep 1-5, a note.
+
+    `payload` is the JSON of the scores and note, encrypted with AES-GCM (bot/crypto.py);
+    `key_id` names the key it was encrypted with, so key rotation can find old rows.
+    """
 
     __tablename__ = "checkins"
     __table_args__ = (Index("ix_checkins_user_created", "user_id", "created_at"),)
@@ -176,8 +185,32 @@ class CheckIn(Base):
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     local_date: Mapped[date] = mapped_column(Date)
-    pain: Mapped[int | None] = mapped_column(SmallInteger)
-    stress: Mapped[int | None] = mapped_column(SmallInteger)
-    mood: Mapped[int | None] = mapped_column(SmallInteger)
-    sleep: Mapped[int | None] = mapped_column(SmallInteger)
-    note: Mapped[str | None] = mapped_column(Text)
+    key_id: Mapped[bytes] = mapped_column(LargeBinary(4), index=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CheckInDraft(Base):
+    """A guided check-in in progress (one per user), so it survives a restart."""
+
+    __tablename__ = "checkin_drafts"
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    step: Mapped[str] = mapped_column(String(16))
+    key_id: Mapped[bytes] = mapped_column(LargeBinary(4))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime]
+
+
+class Worker(Base):
+    """A running bot process and its latest delivery tick, for `python -m bot status`."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_tick_at: Mapped[datetime | None]

@@ -49,7 +49,14 @@ class Sender:
         while True:
             await self.budget.acquire()
             try:
-                message = await self.bot.send_message(chat_id, view.text, reply_markup=view.markup)
+                if view.photo is not None:
+                    message = await self.bot.send_photo(
+                        chat_id, view.photo, caption=view.text, reply_markup=view.markup
+                    )
+                else:
+                    message = await self.bot.send_message(
+                        chat_id, view.text, reply_markup=view.markup
+                    )
             except RetryAfter as exc:
                 # Not sent: wait as long as Telegram asks, then try again (not a failure).
                 self.retry_after_count += 1

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 BUTTON_PATTERN = r"^(tz|tm|sub|set|focus|fb|tip)(:|$)"
 TIME_CHOICES = (time(7), time(8), time(9), time(12), time(18), time(21))
+REMINDER_CHOICES = (time(8), time(12), time(17), time(19), time(20), time(21))
 SUGGESTED_TIME = subscriptions.DEFAULT_TIP_TIME
 
 
@@ -66,19 +67,21 @@ def local_date_label(moment: datetime, key: str) -> str:
 
 
 def time_keyboard(
-    content: Content, action: str, prefix: str = ""
+    content: Content, action: str, prefix: str = "", choices: tuple[time, ...] | None = None
 ) -> list[list[InlineKeyboardButton]]:
-    """Rows of time buttons; the suggested time is marked."""
+    """Rows of time buttons; the suggested tip time is marked."""
     buttons = [
         button(
             content.text(
-                "buttons.time_suggested" if at == SUGGESTED_TIME else "buttons.time_option",
+                "buttons.time_suggested"
+                if choices is None and at == SUGGESTED_TIME
+                else "buttons.time_option",
                 time=format_time(at),
             ),
             action,
             prefix + at.strftime("%H%M"),
         )
-        for at in TIME_CHOICES
+        for at in choices or TIME_CHOICES
     ]
     return [buttons[:3], buttons[3:]]
 
@@ -364,12 +367,25 @@ def settings_view(content: Content, current: DailySettings, now: datetime) -> Vi
     focus = ", ".join(
         escape(content.topics[t].title) for t in current.focus_topics if t in content.topics
     ) or content.text("settings.focus_none")
+    if current.weekly_summary is None:
+        weekly = content.text("settings.weekly_later")
+    else:
+        weekly = content.text(
+            "settings.weekly_on" if current.weekly_summary else "settings.weekly_off"
+        )
+    reminder = (
+        content.text("settings.reminder_on", time=format_time(current.reminder_time))
+        if current.reminder_time
+        else content.text("settings.reminder_off")
+    )
     text = content.text(
         "settings.text",
         zone=escape(current.timezone) if current.timezone else not_set,
         time=format_time(current.tip_time) if current.tip_time else not_set,
         status=status,
         focus=focus,
+        weekly=weekly,
+        reminder=reminder,
     )
     paused = current.paused_until is not None and current.paused_until > now
     rows = [
@@ -390,6 +406,29 @@ def settings_view(content: Content, current: DailySettings, now: datetime) -> Vi
             else button(content.text("buttons.turn_on"), "set", "on")
         ],
         [button(content.text("buttons.focus"), "set", "focus")],
+        [
+            button(
+                content.text(
+                    "buttons.weekly_on" if current.weekly_summary else "buttons.weekly_off"
+                ),
+                "set",
+                "weekly",
+            )
+        ],
+        [
+            button(
+                content.text("buttons.reminder_on", time=format_time(current.reminder_time))
+                if current.reminder_time
+                else content.text("buttons.reminder_off"),
+                "set",
+                "rem",
+            ),
+            *(
+                [button(content.text("buttons.reminder_time"), "set", "rtime")]
+                if current.reminder_time
+                else []
+            ),
+        ],
     ]
     return View(text, keyboard(rows))
 
@@ -450,7 +489,22 @@ async def _settings_action(rt: Runtime, user_id: int, what: str) -> View | None:
             return View(content.text("settings.time_pick"), keyboard(rows))
         if what == "focus":
             return focus_view(content, current.focus_topics)
-        if what.startswith("t") and (at := parse_time_of_day(what[1:])) is not None:
+        if what == "rtime":
+            rows = time_keyboard(content, "set", "r", REMINDER_CHOICES)
+            rows.append([button(content.text("buttons.back"), "set", "main")])
+            return View(content.text("settings.reminder_time_pick"), keyboard(rows))
+        if what == "weekly":
+            if current.weekly_summary:
+                await subscriptions.stop_weekly_summary(session, user_id)
+            else:
+                await subscriptions.start_weekly_summary(session, user_id, now)
+            current = await subscriptions.load(session, user_id)
+        elif what == "rem":
+            at = None if current.reminder_time else subscriptions.DEFAULT_REMINDER_TIME
+            current = await subscriptions.set_reminder(session, user_id, at, now)
+        elif what.startswith("r") and (at := parse_time_of_day(what[1:])) is not None:
+            current = await subscriptions.set_reminder(session, user_id, at, now)
+        elif what.startswith("t") and (at := parse_time_of_day(what[1:])) is not None:
             current = await subscriptions.set_tip_time(session, user_id, at, now)
         elif what == "pause" and current.subscribed:
             current = await subscriptions.pause(

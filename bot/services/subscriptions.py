@@ -37,6 +37,8 @@ class DailySettings:
     paused_until: datetime | None
     next_run_at: datetime | None
     focus_topics: tuple[str, ...]
+    weekly_summary: bool | None = None
+    reminder_time: time | None = None
 
     @property
     def ready(self) -> bool:
@@ -80,16 +82,21 @@ async def _user(session: AsyncSession, user_id: int) -> User:
     return user
 
 
-async def _daily(session: AsyncSession, user_id: int) -> Schedule | None:
+async def _schedule(session: AsyncSession, user_id: int, kind: ScheduleKind) -> Schedule | None:
     return await session.scalar(
-        select(Schedule).where(Schedule.user_id == user_id, Schedule.kind == ScheduleKind.DAILY_TIP)
+        select(Schedule).where(Schedule.user_id == user_id, Schedule.kind == kind)
     )
+
+
+async def _daily(session: AsyncSession, user_id: int) -> Schedule | None:
+    return await _schedule(session, user_id, ScheduleKind.DAILY_TIP)
 
 
 async def load(session: AsyncSession, user_id: int) -> DailySettings:
     """The user's daily-tip settings as plain values."""
     user = await _user(session, user_id)
     daily = await _daily(session, user_id)
+    reminder = await _schedule(session, user_id, ScheduleKind.CHECKIN_REMINDER)
     return DailySettings(
         timezone=user.timezone,
         tip_time=daily.local_time if daily else None,
@@ -97,6 +104,8 @@ async def load(session: AsyncSession, user_id: int) -> DailySettings:
         paused_until=daily.paused_until if daily else None,
         next_run_at=daily.next_run_at if daily else None,
         focus_topics=tuple(user.focus_topics or ()),
+        weekly_summary=user.weekly_summary,
+        reminder_time=reminder.local_time if reminder and reminder.active else None,
     )
 
 
@@ -219,3 +228,81 @@ async def toggle_focus(session: AsyncSession, user_id: int, topic_id: str) -> tu
     user.focus_topics = focus
     await session.flush()
     return tuple(focus)
+
+
+WEEKLY_SUMMARY_TIME = time(18, 0)
+DEFAULT_REMINDER_TIME = time(20, 0)
+
+
+async def _ensure(
+    session: AsyncSession, user: User, kind: ScheduleKind, at: time, weekday: int | None = None
+) -> Schedule:
+    schedule = await _schedule(session, user.id, kind)
+    if schedule is None:
+        schedule = Schedule(
+            user_id=user.id,
+            kind=kind,
+            local_time=at,
+            timezone=user.timezone or "UTC",
+            weekday=weekday,
+            active=True,
+        )
+        session.add(schedule)
+    return schedule
+
+
+async def start_weekly_summary(session: AsyncSession, user_id: int, now: datetime) -> None:
+    """Weekly summaries on Sundays at 18:00 local time."""
+    user = await _user(session, user_id)
+    schedule = await _ensure(
+        session,
+        user,
+        ScheduleKind.WEEKLY_SUMMARY,
+        WEEKLY_SUMMARY_TIME,
+        WEEKLY[ScheduleKind.WEEKLY_SUMMARY],
+    )
+    schedule.active = True
+    user.weekly_summary = True
+    await _reschedule(session, user, now)
+
+
+async def stop_weekly_summary(session: AsyncSession, user_id: int) -> None:
+    """No more weekly summaries (and none started automatically later)."""
+    user = await _user(session, user_id)
+    user.weekly_summary = False
+    schedule = await _schedule(session, user_id, ScheduleKind.WEEKLY_SUMMARY)
+    if schedule is not None:
+        schedule.active = False
+        schedule.next_run_at = None
+    await session.flush()
+
+
+async def set_reminder(
+    session: AsyncSession, user_id: int, at: time | None, now: datetime
+) -> DailySettings:
+    """A daily check-in reminder at local `at`, or none."""
+    user = await _user(session, user_id)
+    if at is None:
+        schedule = await _schedule(session, user_id, ScheduleKind.CHECKIN_REMINDER)
+        if schedule is not None:
+            schedule.active = False
+            schedule.next_run_at = None
+            await session.flush()
+        return await load(session, user_id)
+    schedule = await _ensure(session, user, ScheduleKind.CHECKIN_REMINDER, at)
+    schedule.local_time = at
+    schedule.active = True
+    schedule.snoozes = 0
+    await _reschedule(session, user, now)
+    return await load(session, user_id)
+
+
+async def snooze_reminder(session: AsyncSession, user_id: int, minutes: int, now: datetime) -> bool:
+    """Remind again in `minutes`; False if the reminder is off."""
+    schedule = await _schedule(session, user_id, ScheduleKind.CHECKIN_REMINDER)
+    if schedule is None or not schedule.active:
+        return False
+    schedule.next_run_at = now + timedelta(minutes=minutes)
+    schedule.snoozes = (schedule.snoozes or 0) + 1
+    await session.flush()
+    return True

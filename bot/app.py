@@ -2,30 +2,67 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import logging
+import signal
 from datetime import UTC, timedelta
-from typing import Any
+from pathlib import Path
+from typing import IO, Any, Literal
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import BotCommand, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, Defaults
 from telegram.request import BaseRequest
 
-from bot import handlers
+from bot import handlers, metrics
 from bot.clock import Clock
-from bot.config import Settings, require_token
+from bot.config import ConfigError, Settings, require_token
 from bot.content import Content
+from bot.crypto import KeyringHolder, KeySource, check_keyring
 from bot.db import migrate
-from bot.db.engine import create_engine, create_sessionmaker
+from bot.db.engine import create_engine, create_sessionmaker, sqlite_file, unit_of_work
 from bot.delivery.engine import DeliveryEngine
 from bot.delivery.ratelimit import RateBudget
 from bot.delivery.sender import Sender
+from bot.metrics import MeasuredApplication
 from bot.runtime import RUNTIME_KEY, Runtime, get_runtime
+from bot.services import checkins, privacy
 from bot.services.zones import ZoneDirectory
 
 logger = logging.getLogger(__name__)
 
 BotApplication = Application[Any, Any, Any, Any, Any, Any]
+Role = Literal["all", "updates", "delivery"]
+ROLES: tuple[Role, ...] = ("all", "updates", "delivery")
+
+
+class SingleDeliveryWorker:
+    """On SQLite only one process may run the delivery engine: an exclusive lock file."""
+
+    def __init__(self, database: Path) -> None:
+        self.path = database.with_name(database.name + ".delivery.lock")
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        handle = self.path.open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise ConfigError(
+                "DATABASE_URL: another delivery worker already runs on this SQLite database; "
+                "run one delivery worker per SQLite database, or move to PostgreSQL to run "
+                "several (see README, 'Scaling out')"
+            ) from None
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
 
 
 def bot_commands(content: Content) -> list[BotCommand]:
@@ -35,9 +72,48 @@ def bot_commands(content: Content) -> list[BotCommand]:
 
 async def delivery_tick(context: ContextTypes.DEFAULT_TYPE) -> None:
     """The one repeating job: let the delivery engine claim what is due."""
-    report = await get_runtime(context.application).delivery.tick()
+    with metrics.TICK_SECONDS.time():
+        report = await get_runtime(context.application).delivery.tick()
     if report.claimed or report.skipped:
         logger.info("claimed %d deliveries, skipped %d late ones", report.claimed, report.skipped)
+
+
+async def open_keys(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> KeyringHolder:
+    """The data keys; refuses (KeyConfigError) a keyring that cannot read the stored data."""
+    secret = settings.data_encryption_key
+    holder, source = KeyringHolder.load(
+        secret.get_secret_value() if secret else None, settings.key_file()
+    )
+    if source is KeySource.CREATED:
+        logger.warning(
+            "created a new data key in %s; keep a copy apart from the database backups "
+            "(or set DATA_ENCRYPTION_KEY)",
+            settings.key_file(),
+        )
+    async with sessions() as session:
+        check_keyring(holder.get(), await checkins.key_ids_in_use(session))
+    return holder
+
+
+RETENTION_INTERVAL = timedelta(hours=6)
+LOCK_KEY = "delivery_lock"
+
+
+async def retention_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Delete check-ins and delivery records that are past their retention periods."""
+    runtime = get_runtime(context.application)
+    settings = runtime.settings
+    async with unit_of_work(runtime.sessions) as session:
+        purged = await privacy.purge_old(
+            session,
+            runtime.clock.now(),
+            settings.checkin_retention_days,
+            settings.delivery_retention_days,
+        )
+    if any(purged):
+        logger.info("retention: deleted %d check-ins and %d delivery records", *purged)
 
 
 async def start_resources(application: BotApplication) -> None:
@@ -47,6 +123,7 @@ async def start_resources(application: BotApplication) -> None:
     engine = create_engine(settings.database_url)
     await migrate.upgrade(engine)
     sessions = create_sessionmaker(engine)
+    keys = await open_keys(settings, sessions)
     clock = Clock()
     delivery = DeliveryEngine(
         sessions=sessions,
@@ -55,6 +132,7 @@ async def start_resources(application: BotApplication) -> None:
         batch_size=settings.delivery_batch_size,
         catchup=timedelta(hours=settings.delivery_catchup_hours),
         clock=clock,
+        keys=keys,
     )
     application.bot_data[RUNTIME_KEY] = Runtime(
         settings=settings,
@@ -64,7 +142,22 @@ async def start_resources(application: BotApplication) -> None:
         delivery=delivery,
         zones=ZoneDirectory.load(settings.content_dir / "places.yml"),
         clock=clock,
+        keys=keys,
     )
+    role: Role = application.bot_data.get("role", "all")
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port)
+    if role == "updates":
+        await application.bot.set_my_commands(bot_commands(content))
+        logger.info("BackCalm is up as @%s (answering updates only)", application.bot.username)
+        return
+    database = sqlite_file(settings.database_url)
+    if database is not None:
+        lock = SingleDeliveryWorker(database)
+        lock.acquire()
+        application.bot_data[LOCK_KEY] = lock
+    else:
+        delivery.single_worker = False
     await delivery.start()
     if application.job_queue is not None:
         application.job_queue.run_repeating(
@@ -73,6 +166,9 @@ async def start_resources(application: BotApplication) -> None:
             first=1.0,
             name="delivery-tick",
             job_kwargs={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+        )
+        application.job_queue.run_repeating(
+            retention_job, interval=RETENTION_INTERVAL, first=30.0, name="retention"
         )
     await application.bot.set_my_commands(bot_commands(content))
     logger.info("BackCalm is up as @%s", application.bot.username)
@@ -91,18 +187,27 @@ async def stop_resources(application: BotApplication) -> None:
     if isinstance(runtime, Runtime):
         await runtime.delivery.stop()
         await runtime.engine.dispose()
+    lock = application.bot_data.pop(LOCK_KEY, None)
+    if isinstance(lock, SingleDeliveryWorker):
+        lock.release()
 
 
 def build_application(
     settings: Settings,
     content: Content,
     *,
+    role: Role = "all",
     request: BaseRequest | None = None,
     get_updates_request: BaseRequest | None = None,
 ) -> BotApplication:
-    """The Application with every handler; resources open in post_init."""
+    """The Application with every handler; resources open in post_init.
+
+    `role`: "all" answers people and runs the delivery engine; "updates" only answers;
+    "delivery" only runs the engine (the caller then does not poll).
+    """
     builder = (
         ApplicationBuilder()
+        .application_class(MeasuredApplication)
         .token(require_token(settings))
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_api_base_file_url)
@@ -124,8 +229,31 @@ def build_application(
     application = builder.build()
     application.bot_data["settings"] = settings
     application.bot_data["content"] = content
+    application.bot_data["role"] = role
     handlers.register(application, list(content.topics))
     return application
 
 
-__all__ = ["BotApplication", "build_application", "get_runtime"]
+async def serve_without_updates(application: BotApplication) -> None:
+    """Run the delivery engine and jobs without fetching updates, until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await application.initialize()
+    try:
+        if application.post_init is not None:
+            await application.post_init(application)
+        await application.start()
+        logger.info("delivering; stop with SIGTERM")
+        await stop.wait()
+        await application.stop()
+        if application.post_stop is not None:
+            await application.post_stop(application)
+    finally:
+        await application.shutdown()
+        if application.post_shutdown is not None:
+            await application.post_shutdown(application)
+
+
+__all__ = ["BotApplication", "build_application", "get_runtime", "serve_without_updates"]

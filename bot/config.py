@@ -9,6 +9,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.db.engine import sqlite_file
+
+SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,64}$")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/backcalm.db"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -27,11 +30,26 @@ class Settings(BaseSettings):
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     log_level: LogLevel = "INFO"
     content_dir: Path = Path(__file__).resolve().parent.parent / "content"
+    data_encryption_key: SecretStr | None = None
+    data_key_file: Path | None = None
 
     delivery_tick_seconds: float = Field(default=5.0, gt=0, le=300)
     delivery_batch_size: int = Field(default=500, ge=1, le=10_000)
     delivery_rate_per_second: float = Field(default=25.0, gt=0, le=10_000)
     delivery_catchup_hours: float = Field(default=3.0, ge=0, le=48)
+
+    checkin_retention_days: int = Field(default=730, ge=1, le=3650)
+    delivery_retention_days: int = Field(default=180, ge=1, le=3650)
+
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+    flood_max_updates: int = Field(default=20, ge=1, le=1000)
+    flood_window_seconds: float = Field(default=10.0, gt=0, le=3600)
+    flood_pause_seconds: float = Field(default=60.0, ge=0, le=86400)
 
     @field_validator("telegram_bot_token", mode="before")
     @classmethod
@@ -63,6 +81,27 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
+    @field_validator("webhook_url", "metrics_port", "webhook_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_shape(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be the public https:// address Telegram posts updates to")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(
+            r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()
+        ):
+            raise ValueError("use 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
     @field_validator("admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
@@ -87,6 +126,14 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def key_file(self) -> Path:
+        """Where the data key lives when DATA_ENCRYPTION_KEY is unset: beside the database."""
+        if self.data_key_file is not None:
+            return self.data_key_file
+        database = sqlite_file(self.database_url)
+        folder = database.parent if database is not None else Path("data")
+        return folder / "backcalm.key"
 
 
 HOW_TO_FIX: dict[str, str] = {

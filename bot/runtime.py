@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -10,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.clock import Clock
 from bot.config import Settings
 from bot.content import Content
+from bot.crypto import KeyringHolder
 from bot.services.zones import ZoneDirectory
 
 if TYPE_CHECKING:
@@ -31,6 +34,8 @@ class Runtime:
     delivery: DeliveryEngine
     zones: ZoneDirectory
     clock: Clock
+    keys: KeyringHolder
+    errors: deque[tuple[datetime, str]] = field(default_factory=lambda: deque(maxlen=10))
 
 
 def get_runtime(application: Application[Any, Any, Any, Any, Any, Any]) -> Runtime:

@@ -57,12 +57,13 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_settings(database_url: str):  # type: ignore[no-untyped-def]
+def make_settings(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     def factory(**overrides: object) -> Settings:
         values: dict[str, object] = {
             "telegram_bot_token": TEST_TOKEN,
             "database_url": database_url,
             "content_dir": CONTENT_DIR,
+            "data_key_file": tmp_path / "backcalm.key",
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]

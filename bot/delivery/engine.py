@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,13 +21,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.content import Content
+from bot.crypto import KeyringHolder
 from bot.db.models import (
     Delivery,
     DeliveryStatus,
@@ -33,12 +36,15 @@ from bot.db.models import (
     ScheduleKind,
     TipView,
     User,
+    Worker,
     utcnow,
 )
+from bot.delivery.composers import Composers, Job
 from bot.delivery.sender import Sender, SendResult
+from bot.metrics import DELIVERIES, DUE_BACKLOG
 from bot.services import subscriptions, tip_history
 from bot.services.tips import choose_tip
-from bot.views import View, tip_view
+from bot.views import View
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,7 @@ class Claim:
     kind: ScheduleKind
     local_date: date
     tip_id: str | None
+    due_at: datetime
 
 
 @dataclass(slots=True)
@@ -84,6 +91,7 @@ class _Due:
     paused_until: datetime | None
     next_run_at: datetime
     focus_topics: tuple[str, ...]
+    snoozes: int
 
 
 class DeliveryEngine:
@@ -101,6 +109,8 @@ class DeliveryEngine:
         workers: int = 8,
         clock: Clock | None = None,
         single_worker: bool = True,
+        keys: KeyringHolder | None = None,
+        name: str | None = None,
     ) -> None:
         self.sessions = sessions
         self.content = content
@@ -111,6 +121,7 @@ class DeliveryEngine:
         self.clock = clock or Clock()
         self.single_worker = single_worker
         self.stats = EngineStats()
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._queue: asyncio.Queue[Claim] = asyncio.Queue()
         self._results: list[tuple[Claim, SendResult]] = []
         self._workers_count = workers
@@ -118,8 +129,12 @@ class DeliveryEngine:
         self._flush_lock = asyncio.Lock()
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
         self._started = False
-        self._renderers: dict[ScheduleKind, Callable[[Claim], Awaitable[View | None]]] = {
-            ScheduleKind.DAILY_TIP: self._render_tip,
+        self._stopping = False
+        composers = Composers(content, sessions, keys)
+        self._composers: dict[ScheduleKind, Callable[[Job], Awaitable[View | None]]] = {
+            ScheduleKind.DAILY_TIP: composers.daily_tip,
+            ScheduleKind.WEEKLY_SUMMARY: composers.weekly_summary,
+            ScheduleKind.CHECKIN_REMINDER: composers.checkin_reminder,
         }
 
     # ------------------------------------------------------------ lifecycle
@@ -135,14 +150,50 @@ class DeliveryEngine:
             for n in range(self._workers_count)
         ]
 
-    async def stop(self) -> None:
-        """Stop sending; what was sent is recorded, what waits stays claimed (then unknown)."""
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop cleanly: hand back what was claimed but not sent, let the sends under way
+        finish (up to `grace` seconds), and record every outcome."""
+        if not self._started:
+            await self.flush()
+            return
+        self._stopping = True
+        waiting: list[Claim] = []
+        while not self._queue.empty():
+            waiting.append(self._queue.get_nowait())
+            self._queue.task_done()
+        if waiting:
+            await self.release(waiting)
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout=grace)
+        except TimeoutError:
+            logger.warning("stopping with sends still under way; they are recorded as unknown")
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         self._started = False
+        self._stopping = False
         await self.flush()
+
+    async def release(self, claims: Sequence[Claim]) -> None:
+        """Give claims back unsent: their delivery rows go and their schedules are due again,
+        so this worker (after a restart) or another one sends them."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                delete(Delivery).where(Delivery.id.in_([c.delivery_id for c in claims]))
+            )
+            for claim in claims:
+                await session.execute(
+                    update(Schedule)
+                    .where(
+                        Schedule.user_id == claim.user_id,
+                        Schedule.kind == claim.kind,
+                        Schedule.active.is_(True),
+                        Schedule.next_run_at.is_not(None),
+                    )
+                    .values(next_run_at=claim.due_at)
+                )
+        logger.info("handed back %d claimed deliveries that were not sent", len(claims))
 
     @property
     def backlog(self) -> int:
@@ -161,7 +212,10 @@ class DeliveryEngine:
         now = self.clock.now()
         self.stats.last_tick_at = now
         report = TickReport()
+        if self._stopping:
+            return report
         report.recovered = await self.recover(everything=False)
+        await self._heartbeat(now)
         room = self.batch_size - self._queue.qsize()
         if room <= 0:
             return report
@@ -169,7 +223,16 @@ class DeliveryEngine:
         report.claimed, report.skipped = len(claims), skipped
         for claim in claims:
             self._queue.put_nowait(claim)
+        DUE_BACKLOG.set(await self.due_backlog(now))
         return report
+
+    async def due_backlog(self, now: datetime) -> int:
+        """Schedules due and not yet claimed by anyone."""
+        async with self.sessions() as session:
+            count = await session.scalar(
+                select(func.count()).where(Schedule.active.is_(True), Schedule.next_run_at <= now)
+            )
+        return count or 0
 
     async def claim(self, now: datetime, limit: int) -> tuple[list[Claim], int]:
         """Claim up to `limit` due schedules in one transaction; return claims and skips."""
@@ -188,6 +251,7 @@ class DeliveryEngine:
                         "user_id": item.user_id,
                         "kind": item.kind,
                         "local_date": item.next_run_at.astimezone(zone).date(),
+                        "sequence": item.snoozes,
                         "due_at": item.next_run_at,
                         "claimed_at": now,
                         "status": DeliveryStatus.CLAIMED if fresh else DeliveryStatus.SKIPPED,
@@ -199,6 +263,7 @@ class DeliveryEngine:
                 advances.append(
                     {
                         "id": item.schedule_id,
+                        "snoozes": 0,
                         "next_run_at": subscriptions.next_run(
                             item.local_time,
                             item.timezone,
@@ -212,8 +277,9 @@ class DeliveryEngine:
             inserted = await self._insert_deliveries(session, rows)
             await session.execute(update(Schedule), advances)
         chats = {item.user_id: item.chat_id for item in due}
+        due_at = {(item.user_id, item.kind): item.next_run_at for item in due}
         claims = [
-            Claim(row_id, user_id, chats[user_id], kind, local_date, tip_id)
+            Claim(row_id, user_id, chats[user_id], kind, local_date, tip_id, due_at[user_id, kind])
             for row_id, user_id, kind, local_date, status, tip_id in inserted
             if status == DeliveryStatus.CLAIMED
         ]
@@ -236,6 +302,7 @@ class DeliveryEngine:
                 Schedule.paused_until,
                 Schedule.next_run_at,
                 User.focus_topics,
+                Schedule.snoozes,
             )
             .join(User, User.id == Schedule.user_id)
             .where(Schedule.active.is_(True), Schedule.next_run_at <= now)
@@ -257,6 +324,7 @@ class DeliveryEngine:
                 paused_until=row[7],
                 next_run_at=row[8] or now,
                 focus_topics=tuple(row[9] or ()),
+                snoozes=row[10] or 0,
             )
             for row in result
         ]
@@ -268,7 +336,7 @@ class DeliveryEngine:
         statement = (
             dialect_insert(Delivery)
             .values(list(rows))
-            .on_conflict_do_nothing(index_elements=["user_id", "kind", "local_date"])
+            .on_conflict_do_nothing(index_elements=["user_id", "kind", "local_date", "sequence"])
             .returning(
                 Delivery.id,
                 Delivery.user_id,
@@ -298,6 +366,16 @@ class DeliveryEngine:
                 chosen[item.user_id] = tip.id
         return chosen
 
+    async def _heartbeat(self, now: datetime) -> None:
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(
+                update(Worker).where(Worker.name == self.name).values(last_tick_at=now)
+            )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                session.add(
+                    Worker(name=self.name, role="delivery", started_at=now, last_tick_at=now)
+                )
+
     async def recover(self, *, everything: bool) -> int:
         """Record as unknown the claims whose sender died (all of them when single worker)."""
         cutoff = self.clock.now() if everything else self.clock.now() - self.lease
@@ -315,10 +393,6 @@ class DeliveryEngine:
 
     # ------------------------------------------------------------ sending
 
-    async def _render_tip(self, claim: Claim) -> View | None:
-        tip = self.content.tips.get(claim.tip_id or "")
-        return tip_view(self.content, tip) if tip else None
-
     async def _worker(self) -> None:
         while True:
             claim = await self._queue.get()
@@ -333,8 +407,9 @@ class DeliveryEngine:
                 self._queue.task_done()
 
     async def _deliver(self, claim: Claim) -> SendResult:
-        render = self._renderers.get(claim.kind)
-        view = await render(claim) if render else None
+        compose = self._composers.get(claim.kind)
+        job = Job(claim.user_id, claim.local_date, claim.tip_id)
+        view = await compose(job) if compose else None
         if view is None:
             return SendResult(DeliveryStatus.SKIPPED, error="nothing to send")
         return await self.sender.send(claim.chat_id, view)
@@ -383,3 +458,4 @@ class DeliveryEngine:
                         await subscriptions.stop_all(session, claim.user_id)
             for _, result in results:
                 self.stats.outcomes[result.status] += 1
+                DELIVERIES.labels(result.status.value).inc()

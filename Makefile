@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 COVERAGE_FLOOR := 85
 
-.PHONY: run test lint format bench content-check db-upgrade clean
+.PHONY: run demo test lint format bench content-check db-upgrade clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "BackCalm needs Python 3.11 or newer; run: make PYTHON=python3.11 ...")'
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/python -m bot
+
+demo: $(STAMP)
+	$(BIN)/python -m bot demo
 
 test: $(STAMP)
 	$(BIN)/python -m bot content check

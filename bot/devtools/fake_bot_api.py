@@ -7,6 +7,8 @@ Three layers:
   ``press`` ...) and offers assertions helpers (``sent_messages``, ``wait_for`` ...).
 * :class:`FakeBotAPIServer` exposes a :class:`FakeBotAPI` over HTTP (aiohttp) so that a real
   PTB ``Bot`` - in this process or in another one - can talk to it via ``base_url``.
+  While a webhook is set, the fake pushes queued updates to it like Telegram does (see
+  :attr:`FakeBotAPI.webhook_deliveries` and :meth:`FakeBotAPI.post_to_webhook`).
 * :class:`FakeRequest` plugs a :class:`FakeBotAPI` straight into PTB as a ``BaseRequest``,
   skipping the network for fast handler tests.
 
@@ -16,7 +18,10 @@ with :func:`decode_params`.
 
 Deliberate deviations from Telegram: a bare ``&`` that does not start one of the supported
 HTML entities is rejected (Telegram would show it literally); Markdown parse modes are
-accepted without validation; only PNG, JPEG and GIF photos are understood.
+accepted without validation; only PNG, JPEG and GIF photos are understood. Webhooks may use
+``http://`` and any port (Telegram wants HTTPS on 443, 80, 88 or 8443); updates are pushed one at
+a time whatever ``max_connections`` says, and a failed push is retried (with a backoff capped at
+``webhook_max_retry_delay``) until it succeeds, where Telegram gives up after a while.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Final, Self
 from urllib.parse import unquote, urlsplit
 
-from aiohttp import web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from telegram._utils.defaultvalue import DefaultValue
 from telegram.error import TimedOut
 from telegram.request import BaseRequest, RequestData
@@ -56,6 +61,7 @@ __all__ = [
     "MAX_TEXT_LENGTH",
     "NOT_MODIFIED",
     "QUERY_TOO_OLD",
+    "SECRET_TOKEN_HEADER",
     "TEST_TOKEN",
     "BlockedFault",
     "EntityParseError",
@@ -71,6 +77,7 @@ __all__ = [
     "SlowFault",
     "StoredFile",
     "UploadedFile",
+    "WebhookDelivery",
     "decode_params",
     "parse_html",
 ]
@@ -95,6 +102,11 @@ WEBHOOK_CONFLICT: Final = (
     "Conflict: can't use getUpdates method while webhook is active; "
     "use deleteWebhook to delete the webhook first"
 )
+
+# The header Telegram puts the setWebhook ``secret_token`` in, on every update it pushes.
+SECRET_TOKEN_HEADER: Final = "X-Telegram-Bot-Api-Secret-Token"
+_SECRET_TOKEN_RE: Final = re.compile(r"[A-Za-z0-9_-]*")
+_MAX_SECRET_TOKEN_LENGTH: Final = 256
 
 _RATE_LIMITED_METHODS: Final = frozenset({"sendMessage", "sendPhoto", "sendDocument"})
 # Update types Telegram delivers when allowed_updates was never set (or reset with []).
@@ -624,6 +636,21 @@ class RecordedCall:
         return f"{self.method}{chat} -> {outcome}"
 
 
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One attempt of the fake to push an update to the webhook, as Telegram makes them."""
+
+    url: str
+    update_id: int
+    status: int | None  # the HTTP status; None when no answer came (refused, timed out ...)
+    time: float  # time.monotonic() when the attempt ended
+    error: str | None = None  # what getWebhookInfo reports as last_error_message
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
 # --------------------------------------------------------------------------------------------
 # Faults
 # --------------------------------------------------------------------------------------------
@@ -842,7 +869,13 @@ class FakeBotAPI:
         per_chat_rate: float = 1.0,
         per_chat_burst: int = 3,
         auto_create_chats: bool = True,
+        webhook_retry_delay: float = 0.05,
+        webhook_max_retry_delay: float = 1.0,
+        webhook_timeout: float = 10.0,
     ) -> None:
+        """``webhook_retry_delay`` is the pause after the first failed push of an update; it
+        doubles with each further failure up to ``webhook_max_retry_delay``. A push that gets
+        no answer within ``webhook_timeout`` seconds counts as failed."""
         self.token = token
         self.bot_id = bot_id
         self.bot_username = bot_username
@@ -871,6 +904,14 @@ class FakeBotAPI:
         self._faults: list[_PendingFault] = []
         self._commands: dict[tuple[str, str], list[dict[str, str]]] = {}
         self._webhook_url = ""
+        self._webhook_secret: str | None = None
+        self._webhook_max_connections = 40
+        self._webhook_last_error: tuple[int, str] | None = None
+        self._webhook_task: asyncio.Task[None] | None = None
+        self._webhook_retry_delay = webhook_retry_delay
+        self._webhook_max_retry_delay = webhook_max_retry_delay
+        self._webhook_timeout = webhook_timeout
+        self.webhook_deliveries: list[WebhookDelivery] = []
 
         self._updates: list[dict[str, Any]] = []
         self._last_update_id = 100_000
@@ -1146,6 +1187,11 @@ class FakeBotAPI:
         wanted = method.lower()
         return [call for call in self.calls if call.method.lower() == wanted]
 
+    @property
+    def sent_count(self) -> int:
+        """How many messages the bot created; cheap, for waiting on large broadcasts."""
+        return len(self._bot_messages)
+
     def sent_messages(self, chat_id: int | None = None) -> list[FakeMessage]:
         """Every message the bot created (also deleted ones), oldest first."""
         return [m for m in self._bot_messages if chat_id is None or m.chat_id == chat_id]
@@ -1184,6 +1230,11 @@ class FakeBotAPI:
         return self._webhook_url
 
     @property
+    def webhook_secret(self) -> str | None:
+        """The ``secret_token`` of the current webhook (``None`` if none was given)."""
+        return self._webhook_secret
+
+    @property
     def known_chats(self) -> frozenset[int]:
         return frozenset(self._chats)
 
@@ -1192,6 +1243,10 @@ class FakeBotAPI:
         lines = [f"last {min(last, len(self.calls))} of {len(self.calls)} API calls:"]
         lines += [f"  {call.summary()}" for call in self.calls[-last:]]
         lines.append(f"pending updates: {len(self._updates)}")
+        if self._webhook_url:
+            pushes = self.webhook_deliveries
+            latest = f", last: {pushes[-1].status or pushes[-1].error}" if pushes else ""
+            lines.append(f"webhook: {self._webhook_url} ({len(pushes)} pushes{latest})")
         lines.append("last bot messages:")
         lines += [
             f"  chat={m.chat_id} id={m.message_id}: {(m.plain_text or '')[:60]!r}"
@@ -1238,6 +1293,118 @@ class FakeBotAPI:
         """Make every waiting getUpdates return now (used when a server stops)."""
         self._poll_epoch += 1
         self._signal.notify()
+
+    # ---------------------------------------------------------------- webhook delivery
+
+    def start_webhook_delivery(self) -> None:
+        """Start pushing queued updates to the webhook, if one is set and no push task runs.
+
+        setWebhook and :meth:`FakeBotAPIServer.start` call this; it needs a running loop.
+        """
+        if not self._webhook_url:
+            return
+        if self._webhook_task is not None and not self._webhook_task.done():
+            return
+        self._webhook_task = asyncio.get_running_loop().create_task(
+            self._push_updates(), name="fake-bot-api-webhook"
+        )
+
+    async def stop_webhook_delivery(self) -> None:
+        """Stop pushing updates and wait for the push task to end (the webhook stays set, as
+        if Telegram could not reach the bot). deleteWebhook and :meth:`FakeBotAPIServer.stop`
+        call this; an update whose push was interrupted stays queued."""
+        task, self._webhook_task = self._webhook_task, None
+        if task is None or task.done():
+            return
+        loop = task.get_loop()
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if loop is current:
+            task.cancel()
+            await asyncio.wait({task})
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(task.cancel)
+
+    async def post_to_webhook(
+        self, update: Mapping[str, Any], *, secret: str | None, url: str | None = None
+    ) -> int:
+        """POST one raw ``update`` to the webhook (or ``url``) as anybody on the internet could,
+        with ``secret`` in the secret-token header (no header if ``None``); return the HTTP
+        status. The update is neither queued nor recorded in :attr:`webhook_deliveries`."""
+        target = url or self._webhook_url
+        if not target:
+            raise RuntimeError("no webhook is set; pass url=")
+        timeout = ClientTimeout(total=self._webhook_timeout)
+        async with (
+            ClientSession(timeout=timeout) as session,
+            session.post(
+                target, data=json.dumps(update).encode(), headers=self._push_headers(secret)
+            ) as response,
+        ):
+            await response.read()
+            return response.status
+
+    @staticmethod
+    def _push_headers(secret: str | None) -> dict[str, str]:
+        # PTB's webhook server answers 403 unless the type is exactly "application/json".
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers[SECRET_TOKEN_HEADER] = secret
+        return headers
+
+    async def _push_updates(self) -> None:
+        """Push queued updates to the webhook in order, one at a time, retrying failures."""
+        delay = self._webhook_retry_delay
+        async with ClientSession(timeout=ClientTimeout(total=self._webhook_timeout)) as session:
+            while True:
+                update = await self._next_update_to_push()
+                url = self._webhook_url
+                status, error = await self._push(session, url, update)
+                attempt = WebhookDelivery(url, update["update_id"], status, time.monotonic(), error)
+                self.webhook_deliveries.append(attempt)
+                if attempt.ok:
+                    self._updates = [u for u in self._updates if u is not update]
+                    delay = self._webhook_retry_delay
+                else:
+                    self._webhook_last_error = (self._now(), error or "")
+                self._signal.notify()
+                if not attempt.ok:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._webhook_max_retry_delay)
+
+    async def _next_update_to_push(self) -> dict[str, Any]:
+        def ready() -> bool:
+            return bool(self._webhook_url) and bool(self._deliverable(1))
+
+        while not await self._signal.wait_for(ready, 60.0):
+            pass
+        return self._deliverable(1)[0]
+
+    async def _push(
+        self, session: ClientSession, url: str, update: dict[str, Any]
+    ) -> tuple[int | None, str | None]:
+        """POST one update; return the status (None without an answer) and the error text."""
+        headers = self._push_headers(self._webhook_secret)
+        try:
+            async with session.post(
+                url, data=json.dumps(update).encode(), headers=headers
+            ) as response:
+                await response.read()
+        except TimeoutError:
+            return None, "Connection timed out"
+        except (ClientError, OSError) as exc:
+            refused = isinstance(exc, ConnectionRefusedError) or isinstance(
+                getattr(exc, "os_error", None), ConnectionRefusedError
+            )
+            return None, "Connection refused" if refused else f"Connection failed: {exc}"
+        if 200 <= response.status < 300:
+            return response.status, None
+        return (
+            response.status,
+            f"Wrong response from the webhook: {response.status} {response.reason}",
+        )
 
     # ---------------------------------------------------------------- updates, users, chats
 
@@ -1859,25 +2026,63 @@ class FakeBotAPI:
         return True
 
     async def _set_webhook(self, params: dict[str, Any], files: Mapping[str, UploadedFile]) -> Any:
-        self._webhook_url = str(params.get("url") or "")
+        url = str(params.get("url") or "").strip()
+        secret = params.get("secret_token") or None
+        if url and not url.startswith(("http://", "https://")):
+            raise _bad_request("bad webhook: An HTTPS URL must be provided for webhook")
+        if secret is not None:
+            if not isinstance(secret, str) or not _SECRET_TOKEN_RE.fullmatch(secret):
+                raise _bad_request("secret token contains unallowed characters")
+            if len(secret) > _MAX_SECRET_TOKEN_LENGTH:
+                raise _bad_request("secret token is too long")
+        max_connections = params.get("max_connections", 40)
+        if not isinstance(max_connections, int) or not 1 <= max_connections <= 100:
+            raise _bad_request("invalid max_connections specified")
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, list):
+            self._allowed_updates = frozenset(allowed) or None
+        if params.get("drop_pending_updates"):
+            self._updates.clear()
+        if not url:  # setWebhook with an empty URL removes the webhook
+            await self._remove_webhook()
+            return True
+        if (url, secret) != (self._webhook_url, self._webhook_secret):
+            self._webhook_last_error = None
+        self._webhook_url, self._webhook_secret = url, secret
+        self._webhook_max_connections = max_connections
+        self.start_webhook_delivery()
+        self._signal.notify()
         return True
 
     async def _delete_webhook(
         self, params: dict[str, Any], files: Mapping[str, UploadedFile]
     ) -> Any:
-        self._webhook_url = ""
+        await self._remove_webhook()
         if params.get("drop_pending_updates"):
             self._updates.clear()
         return True
 
+    async def _remove_webhook(self) -> None:
+        self._webhook_url, self._webhook_secret = "", None
+        self._webhook_last_error = None
+        await self.stop_webhook_delivery()
+        self._signal.notify()
+
     async def _get_webhook_info(
         self, params: dict[str, Any], files: Mapping[str, UploadedFile]
     ) -> Any:
-        return {
+        info: dict[str, Any] = {
             "url": self._webhook_url,
             "has_custom_certificate": False,
             "pending_update_count": len(self._updates),
         }
+        if self._webhook_url:
+            info["max_connections"] = self._webhook_max_connections
+            if self._webhook_last_error is not None:
+                info["last_error_date"], info["last_error_message"] = self._webhook_last_error
+            if self._allowed_updates is not None:
+                info["allowed_updates"] = sorted(self._allowed_updates)
+        return info
 
     async def _send_chat_action(
         self, params: dict[str, Any], files: Mapping[str, UploadedFile]
@@ -1932,11 +2137,13 @@ class FakeBotAPIServer:
         await site.start()
         self._runner, self._host = runner, host
         self._port = int(runner.addresses[0][1])
+        self.api.start_webhook_delivery()  # a webhook set before a restart is served again
 
     async def stop(self) -> None:
         if self._runner is None:
             return
         self.api.interrupt_polls()
+        await self.api.stop_webhook_delivery()
         runner, self._runner, self._port = self._runner, None, None
         await runner.cleanup()
 

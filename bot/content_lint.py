@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from bot.content import Content, ContentError, Tip, Topic
+from bot.content import YAML_LOADER, Content, ContentError, Tip, Topic
 
 RULES_FILE = "forbidden.yml"
 
@@ -205,7 +205,7 @@ def load_rules(path: Path) -> LintRules:
     """Read `forbidden.yml`; raise ContentError (`forbidden.yml: problem` lines) if it is bad."""
     problems: list[str] = []
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
     except FileNotFoundError:
         raise ContentError([f"{RULES_FILE}: file is missing"]) from None
     except yaml.YAMLError as exc:

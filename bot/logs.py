@@ -29,12 +29,19 @@ class RedactFilter(logging.Filter):
 CONTENT_LOGGERS = ("telegram",)
 
 
+# APScheduler warns each time a tick is skipped because the previous one still runs; with
+# max_instances=1 that is the intended behaviour, not a problem.
+SKIPPED_TICK_LOGGERS = ("apscheduler.scheduler", "apscheduler.executors.default")
+
+
 def quiet_noisy_loggers() -> None:
     """HTTP clients at WARNING (their lines carry the token), Telegram's library at INFO."""
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in CONTENT_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
+    for name in SKIPPED_TICK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def configure_logging(level: str, secrets: list[str] | None = None) -> None:

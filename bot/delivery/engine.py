@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -43,6 +42,7 @@ from bot.delivery.composers import Composers, Job
 from bot.delivery.sender import Sender, SendResult
 from bot.metrics import DELIVERIES, DUE_BACKLOG
 from bot.services import subscriptions, tip_history
+from bot.services.schedules import zone as schedule_zone
 from bot.services.tips import choose_tip
 from bot.views import View
 
@@ -244,7 +244,7 @@ class DeliveryEngine:
             rows: list[dict[str, Any]] = []
             advances: list[dict[str, Any]] = []
             for item in due:
-                zone = ZoneInfo(item.timezone)
+                zone = schedule_zone(item.timezone)
                 fresh = self._fresh(item, now)
                 rows.append(
                     {
@@ -335,7 +335,6 @@ class DeliveryEngine:
         dialect_insert = pg_insert if self._postgres else sqlite_insert
         statement = (
             dialect_insert(Delivery)
-            .values(list(rows))
             .on_conflict_do_nothing(index_elements=["user_id", "kind", "local_date", "sequence"])
             .returning(
                 Delivery.id,
@@ -346,7 +345,7 @@ class DeliveryEngine:
                 Delivery.tip_id,
             )
         )
-        result = await session.execute(statement)
+        result = await session.execute(statement, list(rows))
         return [tuple(row) for row in result]  # type: ignore[misc]
 
     async def _choose_tips(self, session: AsyncSession, due: Sequence[_Due]) -> dict[int, str]:
@@ -359,7 +358,7 @@ class DeliveryEngine:
         )
         chosen: dict[int, str] = {}
         for item in daily:
-            local_date = item.next_run_at.astimezone(ZoneInfo(item.timezone)).date()
+            local_date = item.next_run_at.astimezone(schedule_zone(item.timezone)).date()
             rng = tip_history.rng_for(item.user_id, local_date)
             tip = choose_tip(self.content.topics, histories[item.user_id], rng)
             if tip is not None:

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.charts import DayPoint
 from bot.db.models import CheckIn, CheckInDraft, User
+from bot.services.schedules import zone
 from bot.services.subscriptions import start_weekly_summary
 
 FIELDS = ("pain", "stress", "mood", "sleep")
@@ -146,7 +146,7 @@ def _from_json(data: Any) -> Scores:
 
 
 def local_date_for(moment: datetime, timezone: str | None) -> date:
-    return moment.astimezone(ZoneInfo(timezone or "UTC")).date()
+    return moment.astimezone(zone(timezone or "UTC")).date()
 
 
 # ---------------------------------------------------------------- storing

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 MAX_DAYS_AHEAD = 15
+
+
+@lru_cache(maxsize=1024)
+def zone(key: str) -> ZoneInfo:
+    """A ZoneInfo by key, cached (zoneinfo's own cache keeps only the last eight)."""
+    return ZoneInfo(key)
 
 
 @dataclass(frozen=True, slots=True)

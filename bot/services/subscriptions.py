@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Schedule, ScheduleKind, User
-from bot.services.schedules import next_occurrence
+from bot.services.schedules import next_occurrence, zone
 
 DEFAULT_TIP_TIME = time(8, 0)
 DEFAULT_PAUSE_DAYS = 7
@@ -56,7 +56,7 @@ def next_run(
     """The next firing strictly after `now` (or after the pause ends)."""
     start = paused_until if paused_until is not None and paused_until > now else now
     occurrence = next_occurrence(
-        local_time, ZoneInfo(timezone), start, weekday=WEEKLY.get(kind, weekday)
+        local_time, zone(timezone), start, weekday=WEEKLY.get(kind, weekday)
     )
     return occurrence.at
 

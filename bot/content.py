@@ -127,6 +127,7 @@ class Safety:
     crisis_text: str
     crisis_lines: Mapping[str, tuple[CrisisLine, ...]]
     language_countries: Mapping[str, str]
+    country_names: Mapping[str, str]
 
 
 class Messages:
@@ -500,6 +501,13 @@ def _load_safety(root: Path, problems: list[str]) -> Safety:
     for language, country in language_countries.items():
         if country not in lines:
             problems.append(f"{where}: language_countries.{language}: no crisis_lines.{country}")
+    names = data.get("country_names")
+    country_names = {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
+    problems.extend(
+        f"{where}: crisis_lines.{code}: no name in country_names"
+        for code in lines
+        if code != "default" and code not in country_names
+    )
     redflag_phrases = tuple(p.lower() for p in _str_list(data.get("redflag_phrases")))
     crisis_phrases = tuple(p.lower() for p in _str_list(data.get("crisis_phrases")))
     if not redflag_phrases:
@@ -513,6 +521,7 @@ def _load_safety(root: Path, problems: list[str]) -> Safety:
         crisis_text=crisis_text,
         crisis_lines=MappingProxyType(lines),
         language_countries=MappingProxyType(language_countries),
+        country_names=MappingProxyType(country_names),
     )
 
 

@@ -340,7 +340,7 @@ async def finish(
         await checkins.drop_draft(session, user_id)
     concern = safety.assess(scores.note or "", content.safety)
     if concern.crisis:
-        await context.bot.send_message(chat.id, crisis_message(context, update))
+        await context.bot.send_message(chat.id, await crisis_message(context, update))
     if concern.redflag or (scores.pain is not None and scores.pain >= checkins.REDFLAG_PAIN):
         await context.bot.send_message(chat.id, content.safety.redflags_text)
     summary = summary_line(content, entry, previous)

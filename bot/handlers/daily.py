@@ -386,6 +386,7 @@ def settings_view(content: Content, current: DailySettings, now: datetime) -> Vi
         focus=focus,
         weekly=weekly,
         reminder=reminder,
+        country=_country_label(content, current.country),
     )
     paused = current.paused_until is not None and current.paused_until > now
     rows = [
@@ -429,8 +430,27 @@ def settings_view(content: Content, current: DailySettings, now: datetime) -> Vi
                 else []
             ),
         ],
+        [button(content.text("buttons.crisis_country"), "set", "country")],
     ]
     return View(text, keyboard(rows))
+
+
+def _country_label(content: Content, country: str | None) -> str:
+    if country and country in content.safety.country_names:
+        return escape(content.safety.country_names[country])
+    return content.text("settings.country_auto")
+
+
+def country_view(content: Content) -> View:
+    """Choose the country whose crisis lines come first."""
+    names = sorted(content.safety.country_names.items(), key=lambda item: item[1])
+    rows = [
+        [button(name, "set", "c" + code) for code, name in names[start : start + 3]]
+        for start in range(0, len(names), 3)
+    ]
+    rows.append([button(content.text("buttons.country_auto"), "set", "cauto")])
+    rows.append([button(content.text("buttons.back"), "set", "main")])
+    return View(content.text("settings.country_pick"), keyboard(rows))
 
 
 def focus_view(content: Content, focus: tuple[str, ...]) -> View:
@@ -489,6 +509,12 @@ async def _settings_action(rt: Runtime, user_id: int, what: str) -> View | None:
             return View(content.text("settings.time_pick"), keyboard(rows))
         if what == "focus":
             return focus_view(content, current.focus_topics)
+        if what == "country":
+            return country_view(content)
+        if what == "cauto" or (what[1:] in content.safety.country_names and what[0] == "c"):
+            await subscriptions.set_country(session, user_id, None if what == "cauto" else what[1:])
+            current = await subscriptions.load(session, user_id)
+            return settings_view(content, current, now)
         if what == "rtime":
             rows = time_keyboard(content, "set", "r", REMINDER_CHOICES)
             rows.append([button(content.text("buttons.back"), "set", "main")])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from html import escape
 
+from sqlalchemy import select
 from telegram import Update
 
+from bot.db.models import User
 from bot.handlers import topics
 from bot.handlers.common import Context, reply, runtime, text
 from bot.services import safety
@@ -18,12 +20,17 @@ async def unknown_command(update: Update, context: Context) -> None:
     await reply(update, text(context, "fallback.unknown_command", command=escape(word[:40])))
 
 
-def crisis_message(context: Context, update: Update) -> str:
-    """The crisis text with lines for the user's country first."""
-    content = runtime(context).content
+async def crisis_message(context: Context, update: Update) -> str:
+    """The crisis text with lines for the user's country (chosen, or from the language) first."""
+    rt = runtime(context)
+    content = rt.content
     user = update.effective_user
+    chosen = None
+    if user is not None:
+        async with rt.sessions() as session:
+            chosen = await session.scalar(select(User.country).where(User.id == user.id))
     country = safety.country_for(
-        user.language_code if user else None, None, content.safety.language_countries
+        user.language_code if user else None, chosen, content.safety.language_countries
     )
     lines = "\n".join(
         content.text("safety.crisis_line", name=escape(line.name), contact=escape(line.contact))
@@ -37,7 +44,7 @@ async def answer_concern(update: Update, context: Context, message_text: str) ->
     content = runtime(context).content
     concern = safety.assess(message_text, content.safety)
     if concern.crisis:
-        await reply(update, crisis_message(context, update))
+        await reply(update, await crisis_message(context, update))
     if concern.redflag:
         await reply(update, content.safety.redflags_text)
     return concern

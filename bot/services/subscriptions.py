@@ -39,6 +39,7 @@ class DailySettings:
     focus_topics: tuple[str, ...]
     weekly_summary: bool | None = None
     reminder_time: time | None = None
+    country: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -106,6 +107,7 @@ async def load(session: AsyncSession, user_id: int) -> DailySettings:
         focus_topics=tuple(user.focus_topics or ()),
         weekly_summary=user.weekly_summary,
         reminder_time=reminder.local_time if reminder and reminder.active else None,
+        country=user.country,
     )
 
 
@@ -306,3 +308,10 @@ async def snooze_reminder(session: AsyncSession, user_id: int, minutes: int, now
     schedule.snoozes = (schedule.snoozes or 0) + 1
     await session.flush()
     return True
+
+
+async def set_country(session: AsyncSession, user_id: int, country: str | None) -> None:
+    """The country whose crisis lines come first; None guesses it from the language."""
+    user = await _user(session, user_id)
+    user.country = country
+    await session.flush()

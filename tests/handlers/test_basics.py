@@ -212,3 +212,20 @@ async def test_blocking_deactivates_and_start_reactivates(
         user = await session.get(User, chat.user_id)
         assert user is not None
         assert user.is_active
+
+
+async def test_crisis_lines_follow_the_country_chosen_in_settings(
+    chat: ChatDriver, fake_api: FakeBotAPI
+) -> None:
+    [panel] = await chat.command("/settings")
+    assert "Crisis lines for: your Telegram language decides" in visible_text(panel.text or "")
+    await chat.press("🆘 Crisis lines country", panel.message_id)
+    await chat.press("India", panel.message_id)
+    assert "Crisis lines for: India" in visible_text(chat.last().text or "")
+    [crisis] = await chat.send("I feel hopeless")
+    shown = visible_text(crisis.text or "")
+    assert shown.index("Tele-MANAS") < shown.index("findahelpline.com")
+    await chat.press("🆘 Crisis lines country", panel.message_id)
+    await chat.press("From my Telegram language", panel.message_id)
+    [crisis] = await chat.send("I feel hopeless")
+    assert "Tele-MANAS" not in visible_text(crisis.text or "")

@@ -66,7 +66,7 @@ async def test_sigkill_three_times_during_a_2000_user_delivery(
     }
 
     def sent() -> int:
-        return len(fake_api.sent_messages())
+        return fake_api.sent_count
 
     for kill_at in (300, 800, 1300):
         process = await start_bot(env, tmp_path)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from telegram import Update
 
 from bot.app import BotApplication
+from bot.db import migrate
+from bot.db.engine import create_engine, create_sessionmaker, unit_of_work
+from bot.db.models import Schedule, ScheduleKind, User, utcnow
 from tests.fakes.telegram_api import FakeBotAPI, FakeMessage
 
 
@@ -57,3 +61,24 @@ class ChatDriver:
 
     def last(self) -> FakeMessage:
         return self.api.last_bot_message(self.user_id)
+
+
+async def due_users(url: str, users: range, *, seconds_ago: int = 30) -> None:
+    """Subscribers whose daily tip was due `seconds_ago` seconds ago (UTC zone)."""
+    engine = create_engine(url)
+    await migrate.upgrade(engine)
+    now = utcnow()
+    async with unit_of_work(create_sessionmaker(engine)) as session:
+        session.add_all(User(id=u, chat_id=u, timezone="UTC", focus_topics=[]) for u in users)
+        await session.flush()
+        session.add_all(
+            Schedule(
+                user_id=u,
+                kind=ScheduleKind.DAILY_TIP,
+                local_time=(now - timedelta(minutes=1)).time().replace(second=0, microsecond=0),
+                timezone="UTC",
+                next_run_at=now - timedelta(seconds=seconds_ago),
+            )
+            for u in users
+        )
+    await engine.dispose()

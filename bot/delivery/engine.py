@@ -36,7 +36,6 @@ from bot.db.models import (
     TipView,
     User,
     Worker,
-    utcnow,
 )
 from bot.delivery.composers import Composers, Job
 from bot.delivery.sender import Sender, SendResult
@@ -419,7 +418,7 @@ class DeliveryEngine:
             results, self._results = self._results, []
             if not results:
                 return
-            now = utcnow()
+            now = self.clock.now()
             async with self.sessions() as session, session.begin():
                 await session.execute(
                     update(Delivery),

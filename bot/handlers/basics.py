@@ -17,7 +17,9 @@ async def start(update: Update, context: Context) -> None:
     if user is None or chat is None:
         return
     async with unit_of_work(rt.sessions) as session:
-        visit = await users.record_visit(session, user.id, chat.id, user.language_code)
+        visit = await users.record_visit(
+            session, user.id, chat.id, user.language_code, now=rt.clock.now()
+        )
     payload = context.args[0] if context.args else ""
     if visit.is_new:
         await reply(update, text(context, "start.welcome", name_part=name_part(update)))

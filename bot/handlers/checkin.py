@@ -140,7 +140,7 @@ async def _user(rt: Runtime, update: Update) -> tuple[int, int] | None:
     if user is None or chat is None:
         return None
     async with unit_of_work(rt.sessions) as session:
-        await users.record_visit(session, user.id, chat.id, user.language_code)
+        await users.record_visit(session, user.id, chat.id, user.language_code, now=rt.clock.now())
     return user.id, chat.id
 
 
@@ -371,6 +371,17 @@ async def finish(
 # ---------------------------------------------------------------- history and trends
 
 
+async def _recent(rt: Runtime, user_id: int, days: int) -> tuple[date, list[Entry]]:
+    """The user's local today and their check-ins of the last `days` local days."""
+    async with rt.sessions() as session:
+        user = await session.get(User, user_id)
+        today = checkins.local_date_for(rt.clock.now(), user.timezone if user else None)
+        entries = await checkins.entries_since(
+            session, rt.keys.get(), user_id, today - timedelta(days=days - 1)
+        )
+    return today, entries
+
+
 def _fmt(value: float | None, content: Content) -> str:
     return f"{value:4.1f}" if value is not None else f"{content.text('trends.not_reported'):>4}"
 
@@ -381,13 +392,8 @@ async def history(update: Update, context: Context) -> None:
     ids = await _user(rt, update)
     if ids is None:
         return
-    content, now = rt.content, rt.clock.now()
-    async with rt.sessions() as session:
-        user = await session.get(User, ids[0])
-        today = checkins.local_date_for(now, user.timezone if user else None)
-        entries = await checkins.entries_since(
-            session, rt.keys.get(), ids[0], today - timedelta(days=HISTORY_DAYS - 1)
-        )
+    content = rt.content
+    _, entries = await _recent(rt, ids[0], HISTORY_DAYS)
     if not entries:
         await reply(update, content.text("history.empty"))
         return
@@ -438,13 +444,8 @@ async def trends(update: Update, context: Context) -> None:
     ids = await _user(rt, update)
     if ids is None:
         return
-    content, now = rt.content, rt.clock.now()
-    async with rt.sessions() as session:
-        user = await session.get(User, ids[0])
-        today = checkins.local_date_for(now, user.timezone if user else None)
-        entries = await checkins.entries_since(
-            session, rt.keys.get(), ids[0], today - timedelta(days=TRENDS_DAYS - 1)
-        )
+    content = rt.content
+    today, entries = await _recent(rt, ids[0], TRENDS_DAYS)
     if not entries:
         await reply(update, content.text("trends.empty"))
         return

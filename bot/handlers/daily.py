@@ -107,7 +107,7 @@ async def _visit(rt: Runtime, update: Update) -> int | None:
     if ids is None:
         return None
     async with unit_of_work(rt.sessions) as session:
-        await users.record_visit(session, *ids)
+        await users.record_visit(session, *ids, now=rt.clock.now())
     return ids[0]
 
 
@@ -560,7 +560,7 @@ async def send_tip(update: Update, context: Context, only_topic: str | None = No
     if ids is None:
         return
     async with unit_of_work(rt.sessions) as session:
-        await users.record_visit(session, *ids)
+        await users.record_visit(session, *ids, now=rt.clock.now())
         tip = await tip_history.next_tip_for(
             session, rt.content, ids[0], only_topic=only_topic, now=rt.clock.now()
         )

@@ -22,9 +22,13 @@ async def my_chat_member(update: Update, context: Context) -> None:
     rt = runtime(context)
     async with unit_of_work(rt.sessions) as session:
         if status in (ChatMember.BANNED, ChatMember.LEFT):
-            known = await users.set_blocked(session, change.from_user.id)
+            known = await users.set_blocked(session, change.from_user.id, rt.clock.now())
             logger.info("user blocked the bot (known=%s)", known)
         elif status == ChatMember.MEMBER:
             await users.record_visit(
-                session, change.from_user.id, change.chat.id, change.from_user.language_code
+                session,
+                change.from_user.id,
+                change.chat.id,
+                change.from_user.language_code,
+                now=rt.clock.now(),
             )

@@ -55,7 +55,7 @@ async def _register(rt: Runtime, update: Update) -> int | None:
     if user is None or chat is None:
         return None
     async with unit_of_work(rt.sessions) as session:
-        await users.record_visit(session, user.id, chat.id, user.language_code)
+        await users.record_visit(session, user.id, chat.id, user.language_code, now=rt.clock.now())
     return user.id
 
 

@@ -22,7 +22,11 @@ class Visit:
 
 
 async def record_visit(
-    session: AsyncSession, user_id: int, chat_id: int, language_code: str | None
+    session: AsyncSession,
+    user_id: int,
+    chat_id: int,
+    language_code: str | None,
+    now: datetime | None = None,
 ) -> Visit:
     """Create the user on a first visit; reactivate one who had blocked or left."""
     user = await session.get(User, user_id)
@@ -37,7 +41,7 @@ async def record_visit(
     user.blocked_at = None
     await session.flush()
     if was_inactive:
-        await subscriptions.reschedule_all(session, user_id, utcnow())
+        await subscriptions.reschedule_all(session, user_id, now or utcnow())
     return Visit(user_id, is_new=False, was_inactive=was_inactive)
 
 

@@ -7,18 +7,17 @@ import os
 import signal
 import sys
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
 
-from bot.db import migrate
-from bot.db.engine import create_engine, create_sessionmaker, unit_of_work
-from bot.db.models import Delivery, DeliveryStatus, Schedule, ScheduleKind, User, utcnow
+from bot.db.engine import create_engine, create_sessionmaker
+from bot.db.models import Delivery, DeliveryStatus
 from tests.fakes.telegram_api import TEST_TOKEN, FakeBotAPI, FakeBotAPIServer
+from tests.harness import due_users
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-USERS = list(range(50_001, 52_001))  # 2,000 subscribers, all due now
+USERS = range(50_001, 52_001)  # 2,000 subscribers, all due now
 
 
 async def start_bot(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
@@ -37,23 +36,9 @@ async def test_sigkill_three_times_during_a_2000_user_delivery(
     fake_api: FakeBotAPI, api_server: FakeBotAPIServer, tmp_path: Path
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'crash.db'}"
+    await due_users(url, USERS)
     db = create_engine(url)
-    await migrate.upgrade(db)
     sessions = create_sessionmaker(db)
-    now = utcnow()
-    async with unit_of_work(sessions) as session:
-        session.add_all(User(id=u, chat_id=u, timezone="UTC", focus_topics=[]) for u in USERS)
-        await session.flush()
-        session.add_all(
-            Schedule(
-                user_id=u,
-                kind=ScheduleKind.DAILY_TIP,
-                local_time=(now - timedelta(minutes=1)).time().replace(second=0, microsecond=0),
-                timezone="UTC",
-                next_run_at=now - timedelta(seconds=30),
-            )
-            for u in USERS
-        )
     env = {
         **os.environ,
         "TELEGRAM_BOT_TOKEN": TEST_TOKEN,

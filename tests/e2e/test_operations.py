@@ -9,18 +9,17 @@ import socket
 import sqlite3
 import sys
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from bot.db import migrate
-from bot.db.engine import create_engine, create_sessionmaker, unit_of_work
+from bot.db.engine import create_engine, create_sessionmaker
 from bot.db.models import Delivery, DeliveryStatus, Schedule, ScheduleKind, User, utcnow
 from tests.conftest import POSTGRES_URL, reset_postgres
 from tests.fakes.telegram_api import TEST_TOKEN, FakeBotAPI, FakeBotAPIServer
+from tests.harness import due_users
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -55,26 +54,6 @@ async def spawn(env: dict[str, str], folder: Path, *args: str) -> asyncio.subpro
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-
-
-async def due_users(url: str, users: range, *, seconds_ago: int = 30) -> None:
-    engine = create_engine(url)
-    await migrate.upgrade(engine)
-    now = utcnow()
-    async with unit_of_work(create_sessionmaker(engine)) as session:
-        session.add_all(User(id=u, chat_id=u, timezone="UTC", focus_topics=[]) for u in users)
-        await session.flush()
-        session.add_all(
-            Schedule(
-                user_id=u,
-                kind=ScheduleKind.DAILY_TIP,
-                local_time=(now - timedelta(minutes=1)).time().replace(second=0, microsecond=0),
-                timezone="UTC",
-                next_run_at=now - timedelta(seconds=seconds_ago),
-            )
-            for u in users
-        )
-    await engine.dispose()
 
 
 async def statuses(url: str) -> Counter[DeliveryStatus]:

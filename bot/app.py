@@ -29,6 +29,7 @@ from bot.delivery.sender import Sender
 from bot.metrics import MeasuredApplication
 from bot.runtime import RUNTIME_KEY, Runtime, get_runtime
 from bot.services import checkins, privacy
+from bot.services.checkin_writer import CheckinWriter
 from bot.services.zones import ZoneDirectory
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ async def start_resources(application: BotApplication) -> None:
     await migrate.upgrade(engine)
     sessions = create_sessionmaker(engine)
     keys = await open_keys(settings, sessions)
+    writer = CheckinWriter(sessions, keys.get)
     clock = Clock()
     delivery = DeliveryEngine(
         sessions=sessions,
@@ -143,7 +145,9 @@ async def start_resources(application: BotApplication) -> None:
         zones=ZoneDirectory.load(settings.content_dir / "places.yml"),
         clock=clock,
         keys=keys,
+        checkin_writer=writer,
     )
+    writer.start()
     role: Role = application.bot_data.get("role", "all")
     if settings.metrics_port is not None:
         metrics.serve(settings.metrics_port)
@@ -186,6 +190,7 @@ async def stop_resources(application: BotApplication) -> None:
     runtime = application.bot_data.pop(RUNTIME_KEY, None)
     if isinstance(runtime, Runtime):
         await runtime.delivery.stop()
+        await runtime.checkin_writer.stop()
         await runtime.engine.dispose()
     lock = application.bot_data.pop(LOCK_KEY, None)
     if isinstance(lock, SingleDeliveryWorker):

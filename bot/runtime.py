@@ -13,6 +13,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.content import Content
 from bot.crypto import KeyringHolder
+from bot.services.checkin_writer import CheckinWriter
 from bot.services.zones import ZoneDirectory
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class Runtime:
     zones: ZoneDirectory
     clock: Clock
     keys: KeyringHolder
+    checkin_writer: CheckinWriter
     errors: deque[tuple[datetime, str]] = field(default_factory=lambda: deque(maxlen=10))
 
 

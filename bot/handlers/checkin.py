@@ -334,10 +334,9 @@ async def finish(
     chat = update.effective_chat
     if chat is None:
         return
-    async with unit_of_work(rt.sessions) as session:
+    async with rt.sessions() as session:
         previous = await checkins.last_entries(session, keys, user_id, 10)
-        entry = await checkins.save(session, keys, user_id, scores, now)
-        await checkins.drop_draft(session, user_id)
+    entry = await rt.checkin_writer.save(user_id, scores, now)
     concern = safety.assess(scores.note or "", content.safety)
     if concern.crisis:
         await context.bot.send_message(chat.id, await crisis_message(context, update))

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.charts import DayPoint
@@ -156,32 +156,60 @@ async def save(
     session: AsyncSession, cipher: Cipher, user_id: int, scores: Scores, now: datetime
 ) -> Entry:
     """Store one check-in encrypted; start the weekly summary after the third."""
-    user = await session.get(User, user_id)
-    if user is None or user.checkin_consent_at is None:
-        raise PermissionError("no consent to store check-ins")
-    local = local_date_for(now, user.timezone)
-    token = cipher.encrypt_json(_to_json(scores), aad=aad_for(user_id))
-    session.add(
-        CheckIn(
-            user_id=user_id,
-            created_at=now,
-            local_date=local,
-            key_id=cipher.key_id(token),
-            payload=token,
+    [result] = await save_many(session, cipher, [(user_id, scores, now)])
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+async def save_many(
+    session: AsyncSession, cipher: Cipher, items: Sequence[tuple[int, Scores, datetime]]
+) -> list[Entry | PermissionError]:
+    """Store many check-ins in one go (one read of the users, one insert); an item whose
+    user has not consented gets a PermissionError in its place and stores nothing."""
+    ids = {user_id for user_id, _, _ in items}
+    users = {
+        row.id: row
+        for row in await session.execute(
+            select(User.id, User.timezone, User.checkin_consent_at, User.weekly_summary).where(
+                User.id.in_(ids)
+            )
         )
-    )
-    await session.flush()
-    await _maybe_start_weekly_summary(session, user, now)
-    return Entry(now, local, scores)
+    }
+    results: list[Entry | PermissionError] = []
+    rows: list[dict[str, Any]] = []
+    for user_id, scores, now in items:
+        user = users.get(user_id)
+        if user is None or user.checkin_consent_at is None:
+            results.append(PermissionError("no consent to store check-ins"))
+            continue
+        local = local_date_for(now, user.timezone)
+        token = cipher.encrypt_json(_to_json(scores), aad=aad_for(user_id))
+        rows.append(
+            {
+                "user_id": user_id,
+                "created_at": now,
+                "local_date": local,
+                "key_id": cipher.key_id(token),
+                "payload": token,
+            }
+        )
+        results.append(Entry(now, local, scores))
+    if rows:
+        await session.execute(insert(CheckIn), rows)
+    latest = {user_id: now for user_id, _, now in items}
+    for user_id, now in latest.items():
+        user = users.get(user_id)
+        if user is not None and user.checkin_consent_at is not None and user.weekly_summary is None:
+            await _maybe_start_weekly_summary(session, user_id, now)
+    return results
 
 
-async def _maybe_start_weekly_summary(session: AsyncSession, user: User, now: datetime) -> None:
+async def _maybe_start_weekly_summary(session: AsyncSession, user_id: int, now: datetime) -> None:
     """Weekly summaries start by themselves after the third check-in, unless turned off."""
-    if user.weekly_summary is not None:
-        return
-    count = await session.scalar(select(func.count()).where(CheckIn.user_id == user.id))
+    count = await session.scalar(select(func.count()).where(CheckIn.user_id == user_id))
     if (count or 0) >= WEEKLY_SUMMARY_AFTER:
-        await start_weekly_summary(session, user.id, now)
+        await start_weekly_summary(session, user_id, now)
 
 
 async def entries_since(

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from bot.content import Content, load_content
-from tests.benchmarks import claiming, limits, pipeline, startup
+from tests.benchmarks import checkins, claiming, limits, pipeline, startup
 from tests.benchmarks.harness import ROOT, Measure, log, machine_facts, table
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("startup", "claim", "pipeline", "limits")
+SCENARIOS = ("startup", "claim", "checkins", "pipeline", "limits")
 
 Result = tuple[list[Measure], dict[str, Any]]
 Scenario = Callable[[Content, Path], Awaitable[Result]]
@@ -48,6 +48,12 @@ FULL: dict[str, float] = {
     "limits_rate": 25,
     "help_interval": 0.5,
     "help_users": 4,
+    "checkin_users": 10_000,
+    "checkins": 1_000_000,
+    "checkin_writers": 20,
+    "checkin_seconds": 10.0,
+    "history_runs": 2_000,
+    "trends_runs": 30,
 }
 QUICK: dict[str, float] = {
     **FULL,
@@ -59,20 +65,31 @@ QUICK: dict[str, float] = {
     "pipeline_messages": 200,
     "pipeline_rounds": 1,
     "limits_messages": 120,
+    "checkin_users": 200,
+    "checkins": 20_000,
+    "checkin_seconds": 1.5,
+    "history_runs": 200,
+    "trends_runs": 3,
 }
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="python -m tests.benchmarks",
-        description="BackCalm benchmarks: start-up, claiming, pipeline vs bare, Telegram limits.",
+        description=(
+            "BackCalm benchmarks: start-up, claiming, check-ins, pipeline vs bare, Telegram limits."
+        ),
     )
     root.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     root.add_argument("--json", type=Path, help="write the JSON report here")
     root.add_argument(
         "--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)"
     )
-    root.add_argument("--keep", action="store_true", help="keep the databases and process logs")
+    root.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the databases and process logs; cache the check-in database in results/cache",
+    )
     sizes = root.add_argument_group("sizes (defaults: the issue's; --quick shrinks them)")
     for name, value in FULL.items():
         kind = float if isinstance(value, float) else int
@@ -85,7 +102,7 @@ def sizes(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) or base[name] for name in FULL}
 
 
-def scenarios(size: dict[str, Any]) -> dict[str, Scenario]:
+def scenarios(size: dict[str, Any], *, keep: bool = False) -> dict[str, Scenario]:
     def run_startup(content: Content, folder: Path) -> Awaitable[Result]:
         return startup.run(
             content,
@@ -134,9 +151,25 @@ def scenarios(size: dict[str, Any]) -> dict[str, Scenario]:
             ),
         )
 
-    # In-process claiming first, while nothing else of ours runs.
+    def run_checkins(content: Content, folder: Path) -> Awaitable[Result]:
+        return checkins.run(
+            content,
+            folder,
+            checkins.CheckinOptions(
+                users=size["checkin_users"],
+                checkins=size["checkins"],
+                writers=size["checkin_writers"],
+                write_seconds=size["checkin_seconds"],
+                history_runs=size["history_runs"],
+                trends_runs=size["trends_runs"],
+                cache=RESULTS / "cache" if keep else None,
+            ),
+        )
+
+    # In-process scenarios first, while nothing else of ours runs.
     return {
         "claim": run_claim,
+        "checkins": run_checkins,
         "startup": run_startup,
         "pipeline": run_pipeline,
         "limits": run_limits,
@@ -161,7 +194,7 @@ async def run_all(args: argparse.Namespace) -> int:
     measures: list[Measure] = []
     started = time.monotonic()
     try:
-        for name, scenario in scenarios(size).items():
+        for name, scenario in scenarios(size, keep=args.keep).items():
             if name not in wanted:
                 continue
             folder = work / name

@@ -20,9 +20,9 @@ END = date(2025, 6, 3)
 DAYS = 30
 SEED = 20250603
 
-# These texts mirror the content/messages.yml keys `charts.*` (the bot builds its labels with
-# ChartLabels.from_texts(content.messages.raw, title=content.text("charts.title", days=30))):
-#   charts.title: "Your last {days} days"
+# These texts mirror the content/messages.yml keys `charts.*`, which the bot turns into
+# ChartLabels in bot.views.chart_labels:
+#   charts.title: "Your last 30 days"
 #   charts.week_title: "Your week"
 #   charts.pain_stress_axis: "Pain and stress (0–10)"
 #   charts.mood_sleep_axis: "Mood and sleep (1–5)"
@@ -31,11 +31,11 @@ SEED = 20250603
 #   charts.rolling_mean: "7-day mean"
 #   charts.mood: "Mood"
 #   charts.sleep: "Sleep"
-#   charts.no_data: "No check-ins on these days yet"
+#   charts.no_data: "No check-ins in this period"
 #   charts.date_format: "{day} {month}"
-#   charts.months: "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec"
+#   charts.month_names: "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec"
 LABELS = ChartLabels(
-    title=f"Your last {DAYS} days",
+    title="Your last 30 days",
     pain_stress_axis="Pain and stress (0–10)",
     mood_sleep_axis="Mood and sleep (1–5)",
     pain="Pain",
@@ -43,9 +43,22 @@ LABELS = ChartLabels(
     rolling_mean="7-day mean",
     mood="Mood",
     sleep="Sleep",
-    no_data="No check-ins on these days yet",
+    no_data="No check-ins in this period",
     date_format="{day} {month}",
-    month_names=tuple("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()),
+    month_names=(
+        "Jan",
+        "Feb",
+        "Mar",
+        "Apr",
+        "May",
+        "Jun",
+        "Jul",
+        "Aug",
+        "Sep",
+        "Oct",
+        "Nov",
+        "Dec",
+    ),
 )
 
 
@@ -53,9 +66,11 @@ def _clamp(value: float, low: float, high: float) -> float:
     return min(high, max(low, value))
 
 
-def sample_points(
-    *, end: date = END, days: int = DAYS, seed: int = SEED
-) -> list[DayPoint]:
+def _half(value: float) -> float:
+    return _clamp(round(value * 2) / 2, 1, 5)
+
+
+def sample_points(*, end: date = END, days: int = DAYS, seed: int = SEED) -> list[DayPoint]:
     """Check-ins for `days` days (plus the 6 before, for the first 7-day means): pain follows
     stress, both ease gently over the weeks, mood and sleep improve as they do; a few days are
     missing, and on some days only pain and stress were reported."""
@@ -70,13 +85,13 @@ def sample_points(
             continue
         progress = i / (total - 1)
         # A slowly improving baseline with day-to-day noise that carries over a little.
-        stress_level = 0.55 * stress_level + 0.45 * (6.6 - 2.6 * progress) + rng.gauss(0, 0.9)
+        stress_level = 0.5 * stress_level + 0.5 * (6.9 - 3.0 * progress) + rng.gauss(0, 0.9)
         stress = _clamp(stress_level, 0, 10)
-        pain = _clamp(0.75 * stress + 1.0 - 0.8 * progress + rng.gauss(0, 0.7), 0, 10)
+        pain = _clamp(0.7 * stress + 1.6 - 1.0 * progress + rng.gauss(0, 0.6), 0, 10)
         calm = (10 - stress) / 10
-        mood: float | None = round(_clamp(1.4 + 3.0 * calm + rng.gauss(0, 0.45), 1, 5))
-        sleep: float | None = round(_clamp(1.6 + 2.4 * calm + 0.6 * progress
-                                           + rng.gauss(0, 0.6), 1, 5))  # fmt: skip
+        # Daily means of one or two check-ins: whole or half points.
+        mood: float | None = _half(1.0 + 3.6 * calm + rng.gauss(0, 0.35))
+        sleep: float | None = _half(1.3 + 2.6 * calm + 0.8 * progress + rng.gauss(0, 0.5))
         if rng.random() < 0.12:
             mood = sleep = None
         points.append(

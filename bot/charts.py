@@ -394,8 +394,8 @@ def _frame(
     padding: float,
     grid_days: Sequence[int],
 ) -> None:
-    """Limits, light grid, value labels and a base line. Drawn as a few plain artists instead
-    of matplotlib's ticks, which cost a few milliseconds each, a third of a whole render."""
+    """Limits, light grid, value labels and a base line, drawn as a few plain artists: a
+    matplotlib tick costs about a millisecond to make and draw, and the chart would need 25."""
     from matplotlib.transforms import offset_copy
 
     ax.set_xlim(-0.6, days - 0.4)
@@ -471,7 +471,7 @@ def _png(fig: Figure) -> bytes:
     palette = image.convert("RGB").quantize(PNG_COLOURS, method=Image.Quantize.FASTOCTREE)
     png = io.BytesIO()
     palette.save(png, format="png", compress_level=PNG_COMPRESS_LEVEL)
-    # No fig.clear(): it rebuilds every axis (a third of the render time). Nothing outside
+    # No fig.clear(): it rebuilds every axis (a fifth of the render time). Nothing outside
     # this call refers to the figure, so the garbage collector frees it with its canvas.
     return png.getvalue()
 

@@ -83,16 +83,19 @@ def handlers(topic_ids: list[str]) -> list[BaseHandler[Any, Any, Any]]:
     ]
 
 
-# Group -2 sees every update first: flood control stops one sender who floods the bot.
-# Group -1 comes next: text typed while a check-in waits for its note is the note (the handler
-# then stops further processing); any other text passes on to group 0.
-GUARD = -2
+# Group -3 sees every update first: flood control stops one sender who floods the bot.
+# Group -2: a button pressed outside the presser's own private chat goes no further.
+# Group -1: text typed while a check-in waits for its note is the note (the handler then
+# stops further processing); any other text passes on to group 0.
+GUARD = -3
+FOREIGN = -2
 EARLY = -1
 
 
 def register(application: Application[Any, Any, Any, Any, Any, Any], topic_ids: list[str]) -> None:
     """Add every handler and the error handler to the application."""
     application.add_handler(TypeHandler(Update, flood.check), group=GUARD)
+    application.add_handler(CallbackQueryHandler(fallback.foreign_button), group=FOREIGN)
     application.add_handler(
         MessageHandler(PRIVATE & filters.TEXT & ~filters.COMMAND, checkin.note_text), group=EARLY
     )

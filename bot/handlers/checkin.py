@@ -11,6 +11,7 @@ from html import escape
 
 from sqlalchemy import select
 from telegram import CallbackQuery, InlineKeyboardButton, Update
+from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop
 
 from bot.charts import DayPoint, render_trends
@@ -261,7 +262,7 @@ async def on_button(update: Update, context: Context) -> None:
     if kind == "nav":
         await _navigate(update, context, query, draft, value)
         return
-    if kind != draft.step or not value.lstrip("-").isdigit():
+    if kind != draft.step or not value.isdecimal() or len(value) > 2:
         await query.answer(content.text("errors.stale_button"), show_alert=True)
         return
     try:
@@ -347,7 +348,10 @@ async def finish(
     if query is not None:
         await edit(query, View(summary))
     elif message_id is not None:
-        await context.bot.edit_message_text(summary, chat_id=chat.id, message_id=message_id)
+        try:
+            await context.bot.edit_message_text(summary, chat_id=chat.id, message_id=message_id)
+        except BadRequest:  # the step message was deleted: say it in a new one
+            await context.bot.send_message(chat.id, summary)
     else:
         await context.bot.send_message(chat.id, summary)
     if checkins.low_mood_streak([*previous, entry]):

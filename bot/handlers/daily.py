@@ -28,7 +28,7 @@ from bot.runtime import Runtime
 from bot.services import subscriptions, tip_history, users
 from bot.services.subscriptions import DailySettings
 from bot.services.times import format_time, parse_time_of_day
-from bot.services.zones import ZoneChoice
+from bot.services.zones import ZoneChoice, known_zones
 from bot.views import View, tip_markup, tip_view
 
 logger = logging.getLogger(__name__)
@@ -302,7 +302,7 @@ async def pause(update: Update, context: Context) -> None:
     if args:
         if (
             len(args) > 1
-            or not args[0].isdigit()
+            or not args[0].isdecimal()
             or not 1 <= int(args[0]) <= subscriptions.MAX_PAUSE_DAYS
         ):
             await reply(update, content.text("daily.pause_invalid"))
@@ -487,13 +487,21 @@ async def settings_command(update: Update, context: Context) -> None:
 
 
 async def edit(query: CallbackQuery, view: View) -> None:
-    """Show `view` in the pressed message; an unchanged message is fine."""
+    """Show `view` in the pressed message; an unchanged message is fine, and a message that
+    cannot be edited (deleted, or a document) gets the view as a new message instead."""
     markup = view.markup if isinstance(view.markup, InlineKeyboardMarkup) else None
+    message = query.message
+    if message is not None and not getattr(message, "text", None):  # a photo or document
+        await query.get_bot().send_message(message.chat.id, view.text, reply_markup=markup)
+        return
     try:
         await query.edit_message_text(view.text, reply_markup=markup)
     except BadRequest as exc:
-        if "not modified" not in str(exc):
+        if "not modified" in str(exc):
+            return
+        if query.message is None:
             raise
+        await query.get_bot().send_message(query.message.chat.id, view.text, reply_markup=markup)
 
 
 async def _settings_action(rt: Runtime, user_id: int, what: str) -> View | None:
@@ -590,6 +598,7 @@ async def on_button(update: Update, context: Context) -> None:
     press = decode(query.data)
     user_id = await _visit(rt, update)
     if press is None or user_id is None:
+        await query.answer(rt.content.text("errors.stale_button"), show_alert=True)
         return
     handled = await _dispatch(update, context, query, press, user_id)
     if not handled:
@@ -603,9 +612,7 @@ async def _dispatch(
     content = rt.content
     action, args = press.action, press.args
     if action == "tz":
-        try:
-            ZoneInfo(args[0])
-        except (ValueError, KeyError):
+        if args[0] not in known_zones():
             return False
         await query.answer()
         await _apply_zone(update, context, user_id, args[0])

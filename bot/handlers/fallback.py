@@ -6,6 +6,7 @@ from html import escape
 
 from sqlalchemy import select
 from telegram import Update
+from telegram.ext import ApplicationHandlerStop
 
 from bot.db.models import User
 from bot.handlers import topics
@@ -73,3 +74,14 @@ async def stale_button(update: Update, context: Context) -> None:
     query = update.callback_query
     if query is not None:
         await query.answer(text(context, "errors.stale_button"), show_alert=True)
+
+
+async def foreign_button(update: Update, context: Context) -> None:
+    """A button on a message outside the presser's own private chat (another person's
+    message, or a group) does nothing: it is answered as stale and goes no further."""
+    query = update.callback_query
+    if query is None or query.message is None:
+        return
+    if query.message.chat.id != query.from_user.id:
+        await query.answer(text(context, "errors.stale_button"), show_alert=True)
+        raise ApplicationHandlerStop

@@ -98,7 +98,7 @@ async def on_button(update: Update, context: Context) -> None:
     content = rt.content
     if press.action == "del":
         choice, issued = press.args
-        if not issued.isdigit():
+        if not issued.isdecimal() or choice not in ("yes", "no"):
             await query.answer(content.text("errors.stale_button"), show_alert=True)
             return
         if choice == "no":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from telegram import CallbackQuery, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest
 
 from bot.content import Content, Topic, plain, render_tip
 from bot.db.engine import unit_of_work
@@ -166,4 +167,8 @@ async def _toggle_focus(rt: Runtime, query: CallbackQuery, user_id: int, topic: 
         focus = await subscriptions.toggle_focus(session, user_id, topic.id)
     focused = topic.id in focus
     await query.answer(rt.content.text("topics.focus_added" if focused else "topics.focus_removed"))
-    await query.edit_message_reply_markup(topic_buttons(rt.content, topic, focused))
+    try:
+        await query.edit_message_reply_markup(topic_buttons(rt.content, topic, focused))
+    except BadRequest as exc:  # an older copy of the same topic already shows this state
+        if "not modified" not in str(exc):
+            raise

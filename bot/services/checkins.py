@@ -92,8 +92,8 @@ class QuickFormError(ValueError):
         self.field = field
 
 
-_PAIR = re.compile(r"^([a-z]+)\s*[=:]\s*(-?\d+)$")
-_NUMBER = re.compile(r"^-?\d+$")
+_PAIR = re.compile(r"^([a-z]+)\s*[=:]\s*(-?[0-9]{1,3})$")
+_NUMBER = re.compile(r"^-?[0-9]{1,3}$")
 _KEYISH = re.compile(r"^(pain|stress|mood|sleep|p|s|m|sl)\s*[=:]")
 
 

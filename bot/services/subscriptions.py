@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Schedule, ScheduleKind, User
 from bot.services.schedules import next_occurrence, zone
+from bot.services.zones import known_zones
 
 DEFAULT_TIP_TIME = time(8, 0)
 DEFAULT_PAUSE_DAYS = 7
@@ -136,7 +136,8 @@ async def set_timezone(
     session: AsyncSession, user_id: int, key: str, now: datetime
 ) -> DailySettings:
     """Store the user's zone; every schedule follows it."""
-    ZoneInfo(key)  # refuse an unknown key before storing it
+    if key not in known_zones():
+        raise ValueError(f"unknown time zone {key!r}")
     user = await _user(session, user_id)
     user.timezone = key
     await _reschedule(session, user, now)

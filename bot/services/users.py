@@ -21,6 +21,9 @@ class Visit:
     was_inactive: bool
 
 
+LANGUAGE_CODE_LENGTH = 16
+
+
 async def record_visit(
     session: AsyncSession,
     user_id: int,
@@ -29,6 +32,7 @@ async def record_visit(
     now: datetime | None = None,
 ) -> Visit:
     """Create the user on a first visit; reactivate one who had blocked or left."""
+    language_code = language_code[:LANGUAGE_CODE_LENGTH] if language_code else None
     user = await session.get(User, user_id)
     if user is None:
         session.add(User(id=user_id, chat_id=chat_id, language_code=language_code, focus_topics=[]))

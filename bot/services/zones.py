@@ -16,6 +16,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -465,3 +466,9 @@ def _result(choices: Iterable[ZoneChoice], *, near: bool = False) -> ZoneLookup:
     if len(found) == 1 and not near:
         return ZoneLookup(found[0], ())
     return ZoneLookup(None, found)
+
+
+@lru_cache(maxsize=1)
+def known_zones() -> frozenset[str]:
+    """Every IANA zone key tzdata knows (never folders or legacy files like posixrules)."""
+    return frozenset(_tzdata_text("zones").split()) - LEGACY

@@ -237,14 +237,14 @@ async def test_three_delivery_workers_and_an_updates_process_on_postgres(
     updates = await spawn(env, tmp_path, "run", "--role", "updates")
     workers = [await spawn(env, tmp_path, "run", "--role", "delivery") for _ in range(3)]
     try:
-        await fake_api.wait_for(lambda: fake_api.sent_count >= total // 3, timeout=180)
+        await fake_api.wait_for(lambda: fake_api.sent_count >= total // 3, timeout=300)
         workers[0].send_signal(signal.SIGTERM)
         await asyncio.wait_for(workers[0].wait(), timeout=15)
         assert workers[0].returncode == 0
         workers[0] = await spawn(env, tmp_path, "run", "--role", "delivery")
         fake_api.send_command(total + 5, "/help")
         await fake_api.wait_for_bot_message(total + 5, contains="What I can do", timeout=30)
-        await fake_api.wait_for(lambda: fake_api.sent_count >= total + 1, timeout=300)
+        await fake_api.wait_for(lambda: fake_api.sent_count >= total + 1, timeout=600)
     finally:
         for process in [updates, *workers]:
             if process.returncode is None:

@@ -49,6 +49,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -106,6 +107,13 @@ STARTS = (
 IANA_ZONES = frozenset(
     importlib.resources.files("tzdata").joinpath("zones").read_text("utf-8").split()
 ) - {"Factory", "localtime", "posixrules"}
+
+
+@pytest.fixture(name="database_url")
+def sqlite_only(tmp_path: Path) -> str:
+    """The fuzz run is about handlers, not storage, so it runs on SQLite only; the column
+    checks below still catch values PostgreSQL would refuse."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}"
 
 
 @pytest.fixture(name="settings")

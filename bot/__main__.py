@@ -98,7 +98,7 @@ async def rotate_keys(settings: Settings, settle_seconds: float = 2.0) -> str:
 
 def run(settings: Settings, role: str = "all") -> int:
     """Check everything, migrate, then serve until stopped (SIGTERM or Ctrl+C)."""
-    from bot.app import build_application, serve_without_updates
+    from bot.app import PREPARED_KEY, build_application, serve_without_updates
 
     try:
         token = require_token(settings)
@@ -116,6 +116,7 @@ def run(settings: Settings, role: str = "all") -> int:
     except (OSError, SQLAlchemyError) as exc:
         return _fail(_database_problem(settings, exc), EXIT_CONFIG)
     application = build_application(settings, content, role=role)  # type: ignore[arg-type]
+    application.bot_data[PREPARED_KEY] = True
     logger.info("starting as %s; press Ctrl+C to stop", role)
     try:
         if role == "delivery":

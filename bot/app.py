@@ -100,6 +100,7 @@ async def open_keys(
 
 RETENTION_INTERVAL = timedelta(hours=6)
 LOCK_KEY = "delivery_lock"
+PREPARED_KEY = "database_prepared"
 
 
 async def retention_job(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -122,7 +123,8 @@ async def start_resources(application: BotApplication) -> None:
     settings: Settings = application.bot_data["settings"]
     content: Content = application.bot_data["content"]
     engine = create_engine(settings.database_url)
-    await migrate.upgrade(engine)
+    if not application.bot_data.get(PREPARED_KEY):  # `python -m bot` migrated already
+        await migrate.upgrade(engine)
     sessions = create_sessionmaker(engine)
     keys = await open_keys(settings, sessions)
     writer = CheckinWriter(sessions, keys.get)

@@ -18,12 +18,12 @@ from bot.charts import DayPoint, render_trends
 from bot.content import Content
 from bot.db.engine import unit_of_work
 from bot.db.models import User
-from bot.handlers.common import Context, reply, runtime
+from bot.handlers.common import Context, reply, runtime, visit
 from bot.handlers.daily import edit
 from bot.handlers.fallback import crisis_message
 from bot.keyboards import button, decode, keyboard
 from bot.runtime import Runtime
-from bot.services import checkins, safety, subscriptions, tip_history, users
+from bot.services import checkins, safety, subscriptions, tip_history
 from bot.services.checkins import Draft, Entry, QuickFormError, Scores
 from bot.views import View, chart_labels, tip_view
 
@@ -136,15 +136,6 @@ def summary_line(content: Content, entry: Entry, previous: Sequence[Entry]) -> s
 # ---------------------------------------------------------------- entry points
 
 
-async def _user(rt: Runtime, update: Update) -> tuple[int, int] | None:
-    user, chat = update.effective_user, update.effective_chat
-    if user is None or chat is None:
-        return None
-    async with unit_of_work(rt.sessions) as session:
-        await users.record_visit(session, user.id, chat.id, user.language_code, now=rt.clock.now())
-    return user.id, chat.id
-
-
 async def _has_consent(rt: Runtime, user_id: int) -> bool:
     async with rt.sessions() as session:
         consent = await session.scalar(select(User.checkin_consent_at).where(User.id == user_id))
@@ -154,7 +145,7 @@ async def _has_consent(rt: Runtime, user_id: int) -> bool:
 async def checkin_command(update: Update, context: Context) -> None:
     """/checkin: guided (taps) without arguments, the quick form with them."""
     rt = runtime(context)
-    ids = await _user(rt, update)
+    ids = await visit(rt, update)
     if ids is None:
         return
     user_id, chat_id = ids
@@ -221,7 +212,7 @@ async def on_button(update: Update, context: Context) -> None:
     query = update.callback_query
     rt = runtime(context)
     press = decode(query.data if query else None)
-    ids = await _user(rt, update)
+    ids = await visit(rt, update)
     if query is None or press is None or ids is None or press.action != "ck":
         if query is not None:
             await query.answer(rt.content.text("errors.stale_button"), show_alert=True)
@@ -392,7 +383,7 @@ def _fmt(value: float | None, content: Content) -> str:
 async def history(update: Update, context: Context) -> None:
     """/history: the last 14 days as a compact table."""
     rt = runtime(context)
-    ids = await _user(rt, update)
+    ids = await visit(rt, update)
     if ids is None:
         return
     content = rt.content
@@ -444,7 +435,7 @@ def trends_caption(content: Content, points: Sequence[DayPoint]) -> str:
 async def trends(update: Update, context: Context) -> None:
     """/trends: a chart of the last 30 days with averages and the stress–pain relation."""
     rt = runtime(context)
-    ids = await _user(rt, update)
+    ids = await visit(rt, update)
     if ids is None:
         return
     content = rt.content
@@ -464,7 +455,7 @@ async def on_reminder(update: Update, context: Context) -> None:
     query = update.callback_query
     rt = runtime(context)
     press = decode(query.data if query else None)
-    ids = await _user(rt, update)
+    ids = await visit(rt, update)
     if query is None or press is None or ids is None or press.action != "rem":
         if query is not None:
             await query.answer(rt.content.text("errors.stale_button"), show_alert=True)

@@ -7,7 +7,9 @@ from html import escape
 from telegram import Message, Update
 from telegram.ext import ContextTypes
 
+from bot.db.engine import unit_of_work
 from bot.runtime import Runtime, get_runtime
+from bot.services import users
 
 Context = ContextTypes.DEFAULT_TYPE
 
@@ -36,3 +38,20 @@ async def reply(update: Update, body: str, **kwargs: object) -> Message | None:
     if message is None:
         return None
     return await message.reply_text(body, **kwargs)  # type: ignore[arg-type]
+
+
+async def visit(rt: Runtime, update: Update) -> tuple[int, int] | None:
+    """Record the sender (a command may come before /start, or after a block); return
+    (user id, chat id), or None for updates without a user and a chat."""
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return None
+    async with unit_of_work(rt.sessions) as session:
+        await users.record_visit(session, user.id, chat.id, user.language_code, now=rt.clock.now())
+    return user.id, chat.id
+
+
+async def visit_id(rt: Runtime, update: Update) -> int | None:
+    """Like `visit`, returning only the user id."""
+    ids = await visit(rt, update)
+    return ids[0] if ids else None

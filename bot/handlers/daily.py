@@ -22,10 +22,10 @@ from telegram.error import BadRequest
 from bot.content import Content
 from bot.db.engine import unit_of_work
 from bot.db.models import Feedback
-from bot.handlers.common import Context, reply, runtime
+from bot.handlers.common import Context, reply, runtime, visit, visit_id
 from bot.keyboards import Callback, button, decode, keyboard
 from bot.runtime import Runtime
-from bot.services import subscriptions, tip_history, users
+from bot.services import subscriptions, tip_history
 from bot.services.subscriptions import DailySettings
 from bot.services.times import format_time, parse_time_of_day
 from bot.services.zones import ZoneChoice, known_zones
@@ -94,23 +94,6 @@ def location_keyboard(content: Content) -> ReplyKeyboardMarkup:
     )
 
 
-def _user_ids(update: Update) -> tuple[int, int, str | None] | None:
-    user, chat = update.effective_user, update.effective_chat
-    if user is None or chat is None:
-        return None
-    return user.id, chat.id, user.language_code
-
-
-async def _visit(rt: Runtime, update: Update) -> int | None:
-    """Make sure the user exists (a command may come before /start); return their id."""
-    ids = _user_ids(update)
-    if ids is None:
-        return None
-    async with unit_of_work(rt.sessions) as session:
-        await users.record_visit(session, *ids, now=rt.clock.now())
-    return ids[0]
-
-
 # ---------------------------------------------------------------- subscribing
 
 
@@ -146,7 +129,7 @@ def _subscribed_view(content: Content, current: DailySettings, now: datetime) ->
 async def subscribe(update: Update, context: Context) -> None:
     """/subscribe: start daily tips, asking for the time zone and time first if missing."""
     rt = runtime(context)
-    user_id = await _visit(rt, update)
+    user_id = await visit_id(rt, update)
     if user_id is None:
         return
     view = await _subscribe_view(rt, user_id)
@@ -156,7 +139,7 @@ async def subscribe(update: Update, context: Context) -> None:
 async def unsubscribe(update: Update, context: Context) -> None:
     """/unsubscribe: stop daily tips and say how to come back."""
     rt = runtime(context)
-    user_id = await _visit(rt, update)
+    user_id = await visit_id(rt, update)
     if user_id is None:
         return
     async with unit_of_work(rt.sessions) as session:
@@ -172,7 +155,7 @@ async def unsubscribe(update: Update, context: Context) -> None:
 async def timezone(update: Update, context: Context) -> None:
     """/timezone [place]: set the zone from a city, country, IANA name or UTC offset."""
     rt = runtime(context)
-    user_id = await _visit(rt, update)
+    user_id = await visit_id(rt, update)
     if user_id is None:
         return
     query = " ".join(context.args or []).strip()
@@ -201,7 +184,7 @@ async def location(update: Update, context: Context) -> None:
     """A shared location becomes a time zone; the location itself is not stored."""
     rt = runtime(context)
     message = update.effective_message
-    user_id = await _visit(rt, update)
+    user_id = await visit_id(rt, update)
     if user_id is None or message is None or message.location is None:
         return
     # The first lookup builds timezonefinder's index: keep it off the event loop.
@@ -248,7 +231,7 @@ async def _apply_zone(update: Update, context: Context, user_id: int, key: str) 
 async def tip_time(update: Update, context: Context) -> None:
     """/time HH:MM: set the local time of the daily tip."""
     rt = runtime(context)
-    user_id = await _visit(rt, update)
+    user_id = await visit_id(rt, update)
     if user_id is None:
         return
     content, now = rt.content, rt.clock.now()
@@ -293,7 +276,7 @@ async def tip_time(update: Update, context: Context) -> None:
 async def pause(update: Update, context: Context) -> None:
     """/pause [days]: no tips for a while (7 days unless told otherwise, at most 90)."""
     rt = runtime(context)
-    user_id = await _visit(rt, update)
+    user_id = await visit_id(rt, update)
     if user_id is None:
         return
     content, now = rt.content, rt.clock.now()
@@ -327,7 +310,7 @@ async def pause(update: Update, context: Context) -> None:
 async def resume(update: Update, context: Context) -> None:
     """/resume: end a pause now."""
     rt = runtime(context)
-    user_id = await _visit(rt, update)
+    user_id = await visit_id(rt, update)
     if user_id is None:
         return
     content, now = rt.content, rt.clock.now()
@@ -477,7 +460,7 @@ def focus_view(content: Content, focus: tuple[str, ...]) -> View:
 async def settings_command(update: Update, context: Context) -> None:
     """/settings: zone, time, status and focus topics, each changeable with a button."""
     rt = runtime(context)
-    user_id = await _visit(rt, update)
+    user_id = await visit_id(rt, update)
     if user_id is None:
         return
     async with unit_of_work(rt.sessions) as session:
@@ -564,11 +547,10 @@ async def _settings_action(rt: Runtime, user_id: int, what: str) -> View | None:
 async def send_tip(update: Update, context: Context, only_topic: str | None = None) -> None:
     """Send the user's next tip now, without touching the daily schedule."""
     rt = runtime(context)
-    ids = _user_ids(update)
+    ids = await visit(rt, update)
     if ids is None:
         return
     async with unit_of_work(rt.sessions) as session:
-        await users.record_visit(session, *ids, now=rt.clock.now())
         tip = await tip_history.next_tip_for(
             session, rt.content, ids[0], only_topic=only_topic, now=rt.clock.now()
         )
@@ -596,7 +578,7 @@ async def on_button(update: Update, context: Context) -> None:
         return
     rt = runtime(context)
     press = decode(query.data)
-    user_id = await _visit(rt, update)
+    user_id = await visit_id(rt, update)
     if press is None or user_id is None:
         await query.answer(rt.content.text("errors.stale_button"), show_alert=True)
         return

@@ -9,11 +9,11 @@ from telegram.error import BadRequest
 
 from bot.content import Content, Topic, plain, render_tip
 from bot.db.engine import unit_of_work
-from bot.handlers.common import Context, reply, runtime
+from bot.handlers.common import Context, reply, runtime, visit_id
 from bot.handlers.daily import edit, send_tip
 from bot.keyboards import button, decode, keyboard
 from bot.runtime import Runtime
-from bot.services import subscriptions, tip_history, users
+from bot.services import subscriptions, tip_history
 from bot.services.topic_match import match_topics
 from bot.views import View
 
@@ -49,15 +49,6 @@ def topic_buttons(content: Content, topic: Topic, focused: bool) -> InlineKeyboa
             [button(content.text("buttons.back_to_topics"), "topics")],
         ]
     )
-
-
-async def _register(rt: Runtime, update: Update) -> int | None:
-    user, chat = update.effective_user, update.effective_chat
-    if user is None or chat is None:
-        return None
-    async with unit_of_work(rt.sessions) as session:
-        await users.record_visit(session, user.id, chat.id, user.language_code, now=rt.clock.now())
-    return user.id
 
 
 async def open_topic(update: Update, context: Context, topic: Topic) -> None:
@@ -142,7 +133,7 @@ async def on_button(update: Update, context: Context) -> None:
     query = update.callback_query
     rt = runtime(context)
     press = decode(query.data if query else None)
-    user_id = await _register(rt, update)
+    user_id = await visit_id(rt, update)
     if query is None or press is None or user_id is None:
         if query is not None:
             await query.answer(rt.content.text("errors.stale_button"), show_alert=True)

@@ -265,7 +265,7 @@ class ZoneDirectory:
     @classmethod
     def load(cls, places_path: Path) -> ZoneDirectory:
         """Read tzdata's tables and places.yml; raises ValueError on an unknown zone in it."""
-        available = frozenset(_tzdata_text("zones").split()) - LEGACY
+        available = known_zones()
         zone_tab = tuple((row[0], row[2]) for row in _tab_rows("zone.tab") if row[2] in available)
         zone1970 = tuple(
             (code, row[2])

@@ -14,8 +14,11 @@ Rules, for the tips in scope (every topic, or one topic for topic commands and b
   below 0.1 of the base; × 1.1 per tip marked "Helpful", at most × 1.5.
 
 Only tip ids are read from `seen` (they are unique across the library). Cost per call: one
-counting pass over `seen` (in C), one pass over the library, and, from the second round on, a
-walk back through `seen` that stops once the drawn topic's oldest due tip is known.
+counting pass over `seen` (in C), one step per topic, a pass over the tips of the topics the
+person has seen, retired or rated something in, and, from the second round on, a walk back
+through `seen` that stops once the drawn topic's oldest due tip is known. The delivery engine
+chooses hundreds of tips per batch, so this path is kept lean; tests/services/test_tips.py
+checks it against a plain reading of the rules above.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def topic_weights(topics: Mapping[str, Topic], history: TipHistory) -> dict[str,
     return weights
 
 
-def _seen_longest_ago(tips: list[Tip], shown_ids: list[str]) -> Tip:
+def _seen_longest_ago(tips: Sequence[Tip], shown_ids: list[str]) -> Tip:
     """Of `tips`, all already shown, the one whose latest showing is oldest."""
     pending = {tip.id: tip for tip in tips}
     for tip_id in reversed(shown_ids):
@@ -74,6 +77,30 @@ def _seen_longest_ago(tips: list[Tip], shown_ids: list[str]) -> Tip:
             break
         pending.pop(tip_id, None)
     return next(iter(pending.values()))
+
+
+@dataclass(frozen=True, slots=True)
+class _Library:
+    """The tips of a topic mapping, indexed once: which topic each tip id belongs to."""
+
+    topics: Mapping[str, Topic]
+    topic_of: dict[str, str]
+    by_id: dict[str, Tip]
+
+
+_libraries: dict[int, _Library] = {}
+
+
+def _library(topics: Mapping[str, Topic]) -> _Library:
+    """The index of `topics`, built on first use (the mapping is kept alive with it)."""
+    library = _libraries.get(id(topics))
+    if library is None or library.topics is not topics:
+        by_id = {tip.id: tip for topic in topics.values() for tip in topic.tips}
+        library = _Library(topics, {tip.id: tip.topic_id for tip in by_id.values()}, by_id)
+        if len(_libraries) >= 16:
+            _libraries.clear()
+        _libraries[id(topics)] = library
+    return library
 
 
 def choose_tip(
@@ -90,17 +117,35 @@ def choose_tip(
         scope = [(only_topic, topics[only_topic])]
     else:
         return None
+    library = _library(topics)
+    topic_of = library.topic_of.get
     shown_ids: list[str] = list(map(_TIP_ID, history.seen))
-    shown = Counter(shown_ids).get  # counting a list is faster than counting the map
+    counts = Counter(shown_ids)
+    shown = counts.get
     last_shown = shown_ids[-1] if shown_ids else None
-    retired_ids, helpful_ids = history.not_for_me, history.helpful
+    retired_ids, helpful_ids, focus = history.not_for_me, history.helpful, history.focus_topics
+    # Topics nobody has touched (no tip seen, retired or rated) are at their defaults: every
+    # tip unseen, weight by focus alone. Only the touched ones need a look at each tip.
+    touched = {topic_of(tip_id) for tip_id in counts}
+    touched.update(map(topic_of, retired_ids))
+    touched.update(map(topic_of, helpful_ids))
     held_back: Tip | None = None
-    # Per topic with an eligible tip: its weight, its fewest showings, and its tips at that count.
-    groups: list[tuple[str, float, int, list[Tip]]] = []
+    if last_shown is not None and last_shown not in retired_ids:
+        candidate = library.by_id.get(last_shown)
+        if candidate is not None and only_topic in (None, candidate.topic_id):
+            held_back = candidate
+    # Per topic with an eligible tip: its weight, its fewest showings, and its tips at that count
+    # (when that count is 0, only the first of them matters, so it may be the only one listed).
+    groups: list[tuple[str, float, int, Sequence[Tip]]] = []
     for topic_id, topic in scope:
+        if topic_id not in touched:
+            if topic.tips:
+                groups.append(
+                    (topic_id, FOCUS_WEIGHT if topic_id in focus else BASE_WEIGHT, 0, topic.tips)
+                )
+            continue
         retired = helpful = 0
-        low = -1
-        ready: list[Tip] = []
+        first_unseen: Tip | None = None
         for tip in topic.tips:
             tip_id = tip.id
             if tip_id in retired_ids:
@@ -108,8 +153,17 @@ def choose_tip(
                 continue
             if tip_id in helpful_ids:
                 helpful += 1
-            if tip_id == last_shown:
-                held_back = tip
+            if first_unseen is None and tip_id not in counts:
+                first_unseen = tip
+        weight = _weight(topic_id in focus, retired, helpful)
+        if first_unseen is not None:
+            groups.append((topic_id, weight, 0, (first_unseen,)))
+            continue
+        low = -1
+        ready: list[Tip] = []
+        for tip in topic.tips:
+            tip_id = tip.id
+            if tip_id in retired_ids or tip_id == last_shown:
                 continue
             count = shown(tip_id, 0)
             if count < low or low < 0:
@@ -117,7 +171,6 @@ def choose_tip(
             elif count == low:
                 ready.append(tip)
         if ready:
-            weight = _weight(topic_id in history.focus_topics, retired, helpful)
             groups.append((topic_id, weight, low, ready))
     if not groups:
         return held_back  # the tip just shown, if it is the only eligible one
@@ -127,9 +180,9 @@ def choose_tip(
     if only_topic is None and len(due) > 1:
         due = [group for group in due if group[0] != history.last_daily_topic]
     if len(due) == 1:
-        ready = due[0][3]
+        chosen = due[0][3]
     else:
-        ready = rng.choices(due, weights=[weight for _, weight, _, _ in due])[0][3]
-    if fewest == 0 or len(ready) == 1:
-        return ready[0]
-    return _seen_longest_ago(ready, shown_ids)
+        chosen = rng.choices(due, weights=[weight for _, weight, _, _ in due])[0][3]
+    if fewest == 0 or len(chosen) == 1:
+        return chosen[0]
+    return _seen_longest_ago(chosen, shown_ids)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.content import Tip, Topic, load_content
+from bot.services.tip_history import rng_for
 from bot.services.tips import TipHistory, choose_tip, topic_weights
 
 CONTENT = Path(__file__).resolve().parents[2] / "content"
@@ -363,3 +365,118 @@ def test_daily_tips_cover_the_whole_library_once_per_round() -> None:
     assert sorted(first_round) == every_tip
     assert sorted(second_round) == every_tip
     assert second_round[0] != first_round[-1]
+
+
+# ---------------------------------------------------------------- the fast path
+
+
+def plainly_chosen(
+    topics: Mapping[str, Topic],
+    history: TipHistory,
+    rng: random.Random,
+    only_topic: str | None = None,
+) -> Tip | None:
+    """The rules of bot/services/tips.py read plainly: every tip of every topic in scope."""
+    if only_topic is not None and only_topic not in topics:
+        return None
+    scope = [topics[only_topic]] if only_topic else list(topics.values())
+    shown_ids = [tip_id for tip_id, _ in history.seen]
+    counts = Counter(shown_ids)
+    last_shown = shown_ids[-1] if shown_ids else None
+    eligible = [
+        (topic, [tip for tip in topic.tips if tip.id not in history.not_for_me]) for topic in scope
+    ]
+    held_back = next((tip for _, tips in eligible for tip in tips if tip.id == last_shown), None)
+    candidates = {
+        topic.id: [tip for tip in tips if tip.id != last_shown] for topic, tips in eligible
+    }
+    candidates = {topic_id: tips for topic_id, tips in candidates.items() if tips}
+    if not candidates:
+        return held_back
+    low = {topic_id: min(counts[tip.id] for tip in tips) for topic_id, tips in candidates.items()}
+    fewest = min(low.values())
+    due = [topic_id for topic_id in candidates if low[topic_id] == fewest]
+    if only_topic is None and len(due) > 1:
+        due = [topic_id for topic_id in due if topic_id != history.last_daily_topic]
+    weights = topic_weights(topics, history)
+    drawn = due[0] if len(due) == 1 else rng.choices(due, weights=[weights[t] for t in due])[0]
+    ready = [tip for tip in candidates[drawn] if counts[tip.id] == fewest]
+    if fewest == 0 or len(ready) == 1:
+        return ready[0]
+    last_seen = {tip_id: n for n, tip_id in enumerate(shown_ids)}
+    return min(ready, key=lambda tip: last_seen[tip.id])
+
+
+LIBRARY = load_content(CONTENT)
+LIBRARY_TIPS = sorted(LIBRARY.tips)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    small=st.booleans(),
+    seen=st.lists(st.integers(0, 400), max_size=260),
+    not_for_me=st.sets(st.integers(0, 400), max_size=40),
+    helpful=st.sets(st.integers(0, 400), max_size=40),
+    focus=st.sets(st.integers(0, 20), max_size=3),
+    last_daily=st.one_of(st.none(), st.integers(0, 20)),
+    only=st.one_of(st.none(), st.integers(0, 20)),
+    seed=st.integers(0, 2**32),
+)
+def test_the_fast_path_chooses_what_the_rules_say(
+    small: bool,
+    seen: list[int],
+    not_for_me: set[int],
+    helpful: set[int],
+    focus: set[int],
+    last_daily: int | None,
+    only: int | None,
+    seed: int,
+) -> None:
+    """Histories of every shape (several rounds, retired topics, unknown ids) on the real
+    library and on a small one: the engine's choice is the one the plain rules give."""
+    topics = make_topics(aa=3, bb=1, cc=4, dd=2) if small else dict(LIBRARY.topics)
+    ids = [*sorted(tip.id for topic in topics.values() for tip in topic.tips), "gone-01"]
+    names = sorted(topics)
+
+    def tip_ids(picks: Iterable[int]) -> list[str]:
+        return [ids[n % len(ids)] for n in picks]
+
+    history = TipHistory(
+        seen=shown(*tip_ids(seen)),
+        not_for_me=frozenset(tip_ids(not_for_me)),
+        helpful=frozenset(tip_ids(helpful)),
+        focus_topics=frozenset(names[n % len(names)] for n in focus),
+        last_daily_topic=None if last_daily is None else names[last_daily % len(names)],
+    )
+    only_topic = None if only is None else ([*names, "gone"])[only % (len(names) + 1)]
+    fast = choose_tip(topics, history, random.Random(seed), only_topic=only_topic)
+    plain = plainly_chosen(topics, history, random.Random(seed), only_topic)
+    assert fast == plain
+
+
+# ---------------------------------------------------------------- the daily draw
+
+
+def test_a_users_daily_draw_is_repeatable_and_differs_by_user_and_day() -> None:
+    day = date(2026, 3, 29)
+    first = [rng_for(7, day).random() for _ in range(3)]
+    assert first == [rng_for(7, day).random() for _ in range(3)]
+    assert rng_for(7, day).random() != rng_for(8, day).random()
+    assert rng_for(7, day).random() != rng_for(7, day + timedelta(days=1)).random()
+
+
+def test_daily_draws_spread_evenly_over_topics() -> None:
+    """Across 17,000 person-days with equal weights, each of 17 topics gets its fair share."""
+    topics = [f"t{n:02d}" for n in range(17)]
+    day = date(2026, 1, 1)
+    drawn = Counter(
+        rng_for(user_id, day + timedelta(days=user_id % 30)).choices(topics, weights=[1.0] * 17)[0]
+        for user_id in range(17_000)
+    )
+    assert set(drawn) == set(topics)
+    assert all(800 <= n <= 1_200 for n in drawn.values()), drawn  # expected 1,000 each
+    values = [rng_for(n, day).random() for n in range(10_000)]
+    assert all(0.0 <= v < 1.0 for v in values)
+    assert 0.48 < sum(values) / len(values) < 0.52
+    assert rng_for(1, day).getrandbits(100) < 2**100
+    assert 1 <= rng_for(1, day).randint(1, 6) <= 6

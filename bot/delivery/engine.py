@@ -365,14 +365,17 @@ class DeliveryEngine:
         return chosen
 
     async def _heartbeat(self, now: datetime) -> None:
+        """Record that this worker is alive (an upsert: engines may share a name in tests)."""
+        dialect_insert = pg_insert if self._postgres else sqlite_insert
+        statement = dialect_insert(Worker).values(
+            name=self.name, role="delivery", started_at=now, last_tick_at=now
+        )
         async with self.sessions() as session, session.begin():
-            result = await session.execute(
-                update(Worker).where(Worker.name == self.name).values(last_tick_at=now)
-            )
-            if not result.rowcount:  # type: ignore[attr-defined]
-                session.add(
-                    Worker(name=self.name, role="delivery", started_at=now, last_tick_at=now)
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[Worker.name], set_={"last_tick_at": now}
                 )
+            )
 
     async def recover(self, *, everything: bool) -> int:
         """Record as unknown the claims whose sender died (all of them when single worker)."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, time, timedelta
 
 from sqlalchemy import select, update
 
 from bot.content import Content, visible_text
 from bot.db.engine import unit_of_work
-from bot.db.models import Delivery, DeliveryStatus, Schedule, TipView, User
+from bot.db.models import Delivery, DeliveryStatus, Schedule, TipView, User, Worker
+from bot.delivery.engine import DeliveryEngine
 from bot.services import subscriptions
 from tests.delivery.conftest import MORNING, DeliveryHarness
 from tests.fakes.telegram_api import RetryAfterFault, ServerErrorFault, SlowFault
@@ -173,3 +175,24 @@ async def test_inactive_schedules_are_not_due(delivery: DeliveryHarness) -> None
     delivery.clock.set(MORNING + timedelta(seconds=5))
     await delivery.run()
     assert [r.user_id for r in await deliveries(delivery)] == [1]
+
+
+async def test_engines_sharing_a_name_tick_at_the_same_time(delivery: DeliveryHarness) -> None:
+    """Two engines under one name (one process, as in tests) both record their heartbeat."""
+    twin = DeliveryEngine(
+        sessions=delivery.sessions,
+        content=delivery.engine.content,
+        sender=delivery.sender,
+        clock=delivery.clock,
+        single_worker=False,
+        name=delivery.engine.name,
+    )
+    started = delivery.clock.now()
+    for _ in range(5):
+        await asyncio.gather(delivery.engine.tick(), twin.tick())
+    async with delivery.sessions() as session:
+        [(name, last_tick)] = (
+            await session.execute(select(Worker.name, Worker.last_tick_at))
+        ).all()
+    assert name == delivery.engine.name
+    assert started <= last_tick <= delivery.clock.now()

@@ -24,6 +24,8 @@ MEASURES = {
     "startup.ratio_seconds",
     "startup.ratio_rss",
     "claim.users_per_second",
+    "claim.prepare_users_per_second",
+    "claim.claim_and_prepare_users_per_second",
     "claim.due_sql_p50_ms",
     "claim.due_sql_p99_ms",
     "claim.due_select_p50_ms",

@@ -1,11 +1,14 @@
 """The due-scan engine.
 
-Every tick claims due schedules in ONE transaction: it inserts a delivery row per
+Every tick claims due schedules in ONE short transaction: it inserts a delivery row per
 (user, kind, local date) — unique, so a second claim of the same day is impossible — and
 advances each schedule's `next_run_at`. The claim commits before anything is sent, so a crash
 can lose in-flight messages (they are recorded as "unknown" afterwards) but never send one
-twice. Claimed messages wait in a short in-memory queue that workers drain under the
-broadcast rate budget; outcomes are written back in batches.
+twice. Then, outside that transaction, the claims are prepared (chat, and the daily tip chosen
+from each person's history) and wait in a short in-memory queue that workers drain under the
+broadcast rate budget; outcomes, with the tip that was sent, are written back in batches.
+Keeping the tip choice out of the claim keeps the write transaction a few milliseconds long:
+SQLite has one writer, and PostgreSQL holds the claimed rows' locks until it commits.
 """
 
 from __future__ import annotations
@@ -17,13 +20,27 @@ import socket
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql import Executable
 
 from bot.clock import Clock
 from bot.content import Content
@@ -50,15 +67,18 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A delivery that is committed as claimed and now has to be sent."""
+    """A delivery that is committed as claimed and now has to be sent.
+
+    `chat_id` and `tip_id` are filled in by `DeliveryEngine.prepare`, after the claim commits.
+    """
 
     delivery_id: int
     user_id: int
-    chat_id: int
     kind: ScheduleKind
     local_date: date
-    tip_id: str | None
     due_at: datetime
+    chat_id: int | None = None
+    tip_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -78,19 +98,88 @@ class EngineStats:
     last_tick_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Due:
-    schedule_id: int
-    user_id: int
-    chat_id: int
-    kind: ScheduleKind
-    local_time: time
-    timezone: str
-    weekday: int | None
-    paused_until: datetime | None
-    next_run_at: datetime
-    focus_topics: tuple[str, ...]
-    snoozes: int
+# What the claim reads of each due schedule, in this order.
+_DUE_COLUMNS = (
+    Schedule.id,
+    Schedule.user_id,
+    Schedule.kind,
+    Schedule.local_time,
+    Schedule.timezone,
+    Schedule.weekday,
+    Schedule.paused_until,
+    Schedule.next_run_at,
+)
+_DELIVERIES = cast(Table, Delivery.__table__)
+_SCHEDULES = cast(Table, Schedule.__table__)
+
+
+# The claim's statements are built once: each batch only binds its values. Schedule ids go in
+# as ONE parameter (a JSON array on SQLite, an array on PostgreSQL), so the SQL text stays the
+# same and the driver reuses the prepared statement instead of parsing hundreds of placeholders.
+
+
+def _among(ids: Any, postgres: bool) -> ColumnElement[bool]:
+    """`schedules.id` is one of the ids bound to `ids`."""
+    if postgres:
+        return _SCHEDULES.c.id == any_(bindparam(ids, type_=ARRAY(BigInteger)))
+    listed = func.json_each(bindparam(ids, type_=JSON)).table_valued("value")
+    return _SCHEDULES.c.id.in_(select(listed.c.value))
+
+
+def _advance(postgres: bool) -> Executable:
+    """Moves the schedules `ids` to `next_run`."""
+    return (
+        update(_SCHEDULES)
+        .where(_among("ids", postgres))
+        .values(next_run_at=bindparam("next_run", type_=_SCHEDULES.c.next_run_at.type), snoozes=0)
+    )
+
+
+def _due_query(postgres: bool) -> Executable:
+    """Due schedules, earliest first; on PostgreSQL locked, skipping rows another worker has."""
+    query = (
+        select(*_DUE_COLUMNS)
+        .where(Schedule.active.is_(True), Schedule.next_run_at <= bindparam("now"))
+        .order_by(Schedule.next_run_at)
+        .limit(bindparam("limit"))
+    )
+    return query.with_for_update(skip_locked=True) if postgres else query
+
+
+def _insert_deliveries(postgres: bool) -> Executable:
+    """A delivery row for each of the schedules `ids` on `local_date`, unless one exists."""
+    columns = _DELIVERIES.c
+    rows = select(
+        _SCHEDULES.c.user_id,
+        _SCHEDULES.c.kind,
+        bindparam("local_date", type_=columns.local_date.type),
+        _SCHEDULES.c.snoozes,
+        _SCHEDULES.c.next_run_at,
+        bindparam("claimed_at", type_=columns.claimed_at.type),
+        bindparam("status", type_=columns.status.type),
+        bindparam("finished_at", type_=columns.finished_at.type),
+        bindparam("error", type_=columns.error.type),
+    ).where(_among("ids", postgres))
+    dialect_insert = pg_insert if postgres else sqlite_insert
+    return (
+        dialect_insert(_DELIVERIES)
+        .from_select(
+            [
+                "user_id",
+                "kind",
+                "local_date",
+                "sequence",
+                "due_at",
+                "claimed_at",
+                "status",
+                "finished_at",
+                "error",
+            ],
+            rows,
+        )
+        .on_conflict_do_nothing(index_elements=["user_id", "kind", "local_date", "sequence"])
+        .returning(columns.id, columns.user_id, columns.kind)
+    )
 
 
 class DeliveryEngine:
@@ -127,6 +216,9 @@ class DeliveryEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_lock = asyncio.Lock()
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
+        self._due = _due_query(self._postgres)
+        self._insert = _insert_deliveries(self._postgres)
+        self._advance = _advance(self._postgres)
         self._started = False
         self._stopping = False
         composers = Composers(content, sessions, keys)
@@ -207,7 +299,7 @@ class DeliveryEngine:
     # ------------------------------------------------------------ claiming
 
     async def tick(self) -> TickReport:
-        """Claim what is due (if the queue has room) and hand it to the workers."""
+        """Claim what is due (if the queue has room), prepare it and hand it to the workers."""
         now = self.clock.now()
         self.stats.last_tick_at = now
         report = TickReport()
@@ -220,7 +312,12 @@ class DeliveryEngine:
             return report
         claims, skipped = await self.claim(now, room)
         report.claimed, report.skipped = len(claims), skipped
-        for claim in claims:
+        try:
+            ready = await self.prepare(claims)
+        except BaseException:
+            await asyncio.shield(self.release(claims))
+            raise
+        for claim in ready:
             self._queue.put_nowait(claim)
         DUE_BACKLOG.set(await self.due_backlog(now))
         return report
@@ -234,135 +331,119 @@ class DeliveryEngine:
         return count or 0
 
     async def claim(self, now: datetime, limit: int) -> tuple[list[Claim], int]:
-        """Claim up to `limit` due schedules in one transaction; return claims and skips."""
+        """Claim up to `limit` due schedules in one transaction; return claims and skips.
+
+        Many people share a zone and a time, so the writes are set-based: one INSERT … SELECT
+        per local date (and lateness) and one UPDATE per distinct next run, not one row of
+        parameters per person; the next run and the local date are worked out once per
+        distinct schedule too.
+        """
         async with self.sessions() as session, session.begin():
-            due = await self._select_due(session, now, limit)
+            connection = await session.connection()
+            due = (await connection.execute(self._due, {"now": now, "limit": limit})).all()
             if not due:
                 return [], 0
-            tips = await self._choose_tips(session, [d for d in due if self._fresh(d, now)])
-            rows: list[dict[str, Any]] = []
-            advances: list[dict[str, Any]] = []
-            for item in due:
-                zone = schedule_zone(item.timezone)
-                fresh = self._fresh(item, now)
-                rows.append(
+            new_rows: dict[tuple[date, bool], list[int]] = defaultdict(list)
+            advances: dict[datetime, list[int]] = defaultdict(list)
+            due_at: dict[tuple[int, ScheduleKind], datetime] = {}
+            local_dates: dict[tuple[datetime, str], date] = {}
+            next_runs: dict[tuple[Any, ...], datetime] = {}
+            for schedule_id, user_id, kind, local_time, timezone, weekday, paused, at in due:
+                local_date = local_dates.get((at, timezone))
+                if local_date is None:
+                    local_date = at.astimezone(schedule_zone(timezone)).date()
+                    local_dates[at, timezone] = local_date
+                new_rows[local_date, now - at <= self.catchup].append(schedule_id)
+                due_at[user_id, kind] = at
+                key = (local_time, timezone, kind, weekday, paused, max(now, at))
+                next_run = next_runs.get(key)
+                if next_run is None:
+                    next_run = next_runs[key] = subscriptions.next_run(*key)
+                advances[next_run].append(schedule_id)
+            claims: list[Claim] = []
+            skipped = 0
+            for (local_date, fresh), schedule_ids in new_rows.items():
+                inserted = await connection.execute(
+                    self._insert,
                     {
-                        "user_id": item.user_id,
-                        "kind": item.kind,
-                        "local_date": item.next_run_at.astimezone(zone).date(),
-                        "sequence": item.snoozes,
-                        "due_at": item.next_run_at,
+                        "ids": schedule_ids,
+                        "local_date": local_date,
                         "claimed_at": now,
                         "status": DeliveryStatus.CLAIMED if fresh else DeliveryStatus.SKIPPED,
                         "finished_at": None if fresh else now,
                         "error": None if fresh else "late after downtime",
-                        "tip_id": tips.get(item.user_id) if fresh else None,
-                    }
+                    },
                 )
-                advances.append(
-                    {
-                        "id": item.schedule_id,
-                        "snoozes": 0,
-                        "next_run_at": subscriptions.next_run(
-                            item.local_time,
-                            item.timezone,
-                            item.kind,
-                            item.weekday,
-                            item.paused_until,
-                            max(now, item.next_run_at),
-                        ),
-                    }
+                if not fresh:
+                    skipped += len(inserted.all())
+                    continue
+                claims += (
+                    Claim(row_id, user_id, kind, local_date, due_at[user_id, kind])
+                    for row_id, user_id, kind in inserted.all()
                 )
-            inserted = await self._insert_deliveries(session, rows)
-            await session.execute(update(Schedule), advances)
-        chats = {item.user_id: item.chat_id for item in due}
-        due_at = {(item.user_id, item.kind): item.next_run_at for item in due}
-        claims = [
-            Claim(row_id, user_id, chats[user_id], kind, local_date, tip_id, due_at[user_id, kind])
-            for row_id, user_id, kind, local_date, status, tip_id in inserted
-            if status == DeliveryStatus.CLAIMED
-        ]
-        skipped = sum(1 for row in inserted if row[4] == DeliveryStatus.SKIPPED)
+            for next_run, schedule_ids in advances.items():
+                await connection.execute(self._advance, {"ids": schedule_ids, "next_run": next_run})
         return claims, skipped
 
-    def _fresh(self, item: _Due, now: datetime) -> bool:
-        return now - item.next_run_at <= self.catchup
+    async def prepare(self, claims: Sequence[Claim]) -> list[Claim]:
+        """Claims with their chat and, for daily tips, the tip chosen for that person and day.
 
-    async def _select_due(self, session: AsyncSession, now: datetime, limit: int) -> list[_Due]:
-        query = (
-            select(
-                Schedule.id,
-                Schedule.user_id,
-                User.chat_id,
-                Schedule.kind,
-                Schedule.local_time,
-                Schedule.timezone,
-                Schedule.weekday,
-                Schedule.paused_until,
-                Schedule.next_run_at,
-                User.focus_topics,
-                Schedule.snoozes,
+        Claims of people who have gone since (deleted their data) are dropped.
+        """
+        if not claims:
+            return []
+        async with self.sessions() as session:
+            connection = await session.connection()
+            people = {
+                user_id: (chat_id, focus)
+                for user_id, chat_id, focus in (
+                    await connection.execute(
+                        select(User.id, User.chat_id, User.focus_topics).where(
+                            User.id.in_({claim.user_id for claim in claims})
+                        )
+                    )
+                ).all()
+            }
+            daily = [
+                claim
+                for claim in claims
+                if claim.kind == ScheduleKind.DAILY_TIP and claim.user_id in people
+            ]
+            histories = (
+                await tip_history.load_histories(
+                    session,
+                    {claim.user_id: people[claim.user_id][1] or () for claim in daily},
+                    self.clock.now(),
+                )
+                if daily
+                else {}
             )
-            .join(User, User.id == Schedule.user_id)
-            .where(Schedule.active.is_(True), Schedule.next_run_at <= now)
-            .order_by(Schedule.next_run_at)
-            .limit(limit)
-        )
-        if self._postgres:
-            query = query.with_for_update(of=Schedule, skip_locked=True)
-        result = await session.execute(query)
-        return [
-            _Due(
-                schedule_id=row[0],
-                user_id=row[1],
-                chat_id=row[2],
-                kind=row[3],
-                local_time=row[4],
-                timezone=row[5],
-                weekday=row[6],
-                paused_until=row[7],
-                next_run_at=row[8] or now,
-                focus_topics=tuple(row[9] or ()),
-                snoozes=row[10] or 0,
+        topics = self.content.topics
+        ready: list[Claim] = []
+        for claim in claims:
+            person = people.get(claim.user_id)
+            if person is None:
+                continue
+            tip_id = None
+            history = histories.get(claim.user_id)
+            if history is not None and claim.kind == ScheduleKind.DAILY_TIP:
+                rng = tip_history.rng_for(claim.user_id, claim.local_date)
+                tip = choose_tip(topics, history, rng)
+                tip_id = tip.id if tip is not None else None
+            ready.append(
+                Claim(
+                    claim.delivery_id,
+                    claim.user_id,
+                    claim.kind,
+                    claim.local_date,
+                    claim.due_at,
+                    person[0],
+                    tip_id,
+                )
             )
-            for row in result
-        ]
-
-    async def _insert_deliveries(
-        self, session: AsyncSession, rows: Sequence[dict[str, Any]]
-    ) -> list[tuple[int, int, ScheduleKind, date, DeliveryStatus, str | None]]:
-        dialect_insert = pg_insert if self._postgres else sqlite_insert
-        statement = (
-            dialect_insert(Delivery)
-            .on_conflict_do_nothing(index_elements=["user_id", "kind", "local_date", "sequence"])
-            .returning(
-                Delivery.id,
-                Delivery.user_id,
-                Delivery.kind,
-                Delivery.local_date,
-                Delivery.status,
-                Delivery.tip_id,
-            )
-        )
-        result = await session.execute(statement, list(rows))
-        return [tuple(row) for row in result]  # type: ignore[misc]
-
-    async def _choose_tips(self, session: AsyncSession, due: Sequence[_Due]) -> dict[int, str]:
-        """Pick each user's daily tip from their history, in bulk."""
-        daily = [d for d in due if d.kind == ScheduleKind.DAILY_TIP]
-        if not daily:
-            return {}
-        histories = await tip_history.load_histories(
-            session, {d.user_id: d.focus_topics for d in daily}, self.clock.now()
-        )
-        chosen: dict[int, str] = {}
-        for item in daily:
-            local_date = item.next_run_at.astimezone(schedule_zone(item.timezone)).date()
-            rng = tip_history.rng_for(item.user_id, local_date)
-            tip = choose_tip(self.content.topics, histories[item.user_id], rng)
-            if tip is not None:
-                chosen[item.user_id] = tip.id
-        return chosen
+        if len(ready) < len(claims):
+            logger.info("%d claims belong to people who have gone", len(claims) - len(ready))
+        return ready
 
     async def _heartbeat(self, now: datetime) -> None:
         """Record that this worker is alive (an upsert: engines may share a name in tests)."""
@@ -413,6 +494,8 @@ class DeliveryEngine:
         view = await compose(job) if compose else None
         if view is None:
             return SendResult(DeliveryStatus.SKIPPED, error="nothing to send")
+        if claim.chat_id is None:
+            raise ValueError(f"delivery {claim.delivery_id} was not prepared")
         return await self.sender.send(claim.chat_id, view)
 
     async def flush(self) -> None:
@@ -432,6 +515,7 @@ class DeliveryEngine:
                             "finished_at": now,
                             "telegram_message_id": result.message_id,
                             "error": result.error,
+                            "tip_id": claim.tip_id,
                         }
                         for claim, result in results
                     ],

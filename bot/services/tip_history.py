@@ -28,10 +28,11 @@ LAST_DAILY_LOOKBACK = timedelta(days=3)
 async def load_histories(
     session: AsyncSession, focus_by_user: Mapping[int, Sequence[str]], now: datetime
 ) -> dict[int, TipHistory]:
-    """Tip histories for many users in three queries."""
+    """Tip histories for many users in three queries (plain rows: no ORM objects)."""
     user_ids = list(focus_by_user)
+    connection = await session.connection()
     last_daily: dict[int, str] = {}
-    recent = await session.execute(
+    recent = await connection.execute(
         select(Delivery.user_id, Delivery.tip_id)
         .where(
             Delivery.user_id.in_(user_ids),
@@ -41,35 +42,37 @@ async def load_histories(
         )
         .order_by(Delivery.due_at)
     )
-    for user_id, tip_id in recent:
+    for user_id, tip_id in recent.all():
         if tip_id is not None:
             last_daily[user_id] = tip_id
-    seen: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    views = await session.execute(
+    seen: dict[int, list[tuple[str, str]]] = {user_id: [] for user_id in user_ids}
+    views = await connection.execute(
         select(TipView.user_id, TipView.tip_id, TipView.topic_id)
         .where(TipView.user_id.in_(user_ids))
         .order_by(TipView.user_id, TipView.shown_at, TipView.id)
     )
-    for user_id, tip_id, topic_id in views:
+    for user_id, tip_id, topic_id in views.all():
         seen[user_id].append((tip_id, topic_id))
     verdicts: dict[int, dict[Feedback, set[str]]] = defaultdict(lambda: defaultdict(set))
-    feedback = await session.execute(
+    feedback = await connection.execute(
         select(TipFeedback.user_id, TipFeedback.tip_id, TipFeedback.verdict).where(
             TipFeedback.user_id.in_(user_ids)
         )
     )
-    for user_id, tip_id, verdict in feedback:
+    for user_id, tip_id, verdict in feedback.all():
         verdicts[user_id][verdict].add(tip_id)
-    return {
-        user_id: TipHistory(
+    histories: dict[int, TipHistory] = {}
+    for user_id in user_ids:
+        said = verdicts.get(user_id)
+        last = last_daily.get(user_id)
+        histories[user_id] = TipHistory(
             seen=seen[user_id],
-            not_for_me=frozenset(verdicts[user_id][Feedback.NOT_FOR_ME]),
-            helpful=frozenset(verdicts[user_id][Feedback.HELPFUL]),
+            not_for_me=frozenset(said[Feedback.NOT_FOR_ME]) if said else frozenset(),
+            helpful=frozenset(said[Feedback.HELPFUL]) if said else frozenset(),
             focus_topics=frozenset(focus_by_user[user_id]),
-            last_daily_topic=_topic_of(last_daily.get(user_id)),
+            last_daily_topic=_topic_of(last) if last else None,
         )
-        for user_id in user_ids
-    }
+    return histories
 
 
 def _topic_of(tip_id: str | None) -> str | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -103,6 +103,34 @@ def _library(topics: Mapping[str, Topic]) -> _Library:
     return library
 
 
+_NONE: Counter[str | None] = Counter()
+_Group = tuple[str, float, int, Sequence[Tip]]
+
+
+def _seen_round(
+    topic_id: str,
+    weight: float,
+    tips: Sequence[Tip],
+    retired_ids: frozenset[str],
+    last_shown: str | None,
+    shown: Callable[[str, int], int],
+) -> _Group:
+    """A topic whose every eligible tip has been shown: its fewest showings and those tips
+    (none when nothing but the tip just shown is left)."""
+    low = -1
+    ready: list[Tip] = []
+    for tip in tips:
+        tip_id = tip.id
+        if tip_id in retired_ids or tip_id == last_shown:
+            continue
+        count = shown(tip_id, 0)
+        if count < low or low < 0:
+            low, ready = count, [tip]
+        elif count == low:
+            ready.append(tip)
+    return topic_id, weight, low, ready
+
+
 def choose_tip(
     topics: Mapping[str, Topic],
     history: TipHistory,
@@ -129,6 +157,12 @@ def choose_tip(
     touched = {topic_of(tip_id) for tip_id in counts}
     touched.update(map(topic_of, retired_ids))
     touched.update(map(topic_of, helpful_ids))
+    retired_in = Counter(map(topic_of, retired_ids)) if retired_ids else _NONE
+    helpful_in = (
+        Counter(topic_of(tip_id) for tip_id in helpful_ids if tip_id not in retired_ids)
+        if helpful_ids
+        else _NONE
+    )
     held_back: Tip | None = None
     if last_shown is not None and last_shown not in retired_ids:
         candidate = library.by_id.get(last_shown)
@@ -136,7 +170,7 @@ def choose_tip(
             held_back = candidate
     # Per topic with an eligible tip: its weight, its fewest showings, and its tips at that count
     # (when that count is 0, only the first of them matters, so it may be the only one listed).
-    groups: list[tuple[str, float, int, Sequence[Tip]]] = []
+    groups: list[_Group] = []
     for topic_id, topic in scope:
         if topic_id not in touched:
             if topic.tips:
@@ -144,34 +178,14 @@ def choose_tip(
                     (topic_id, FOCUS_WEIGHT if topic_id in focus else BASE_WEIGHT, 0, topic.tips)
                 )
             continue
-        retired = helpful = 0
-        first_unseen: Tip | None = None
+        weight = _weight(topic_id in focus, retired_in[topic_id], helpful_in[topic_id])
         for tip in topic.tips:
-            tip_id = tip.id
-            if tip_id in retired_ids:
-                retired += 1
-                continue
-            if tip_id in helpful_ids:
-                helpful += 1
-            if first_unseen is None and tip_id not in counts:
-                first_unseen = tip
-        weight = _weight(topic_id in focus, retired, helpful)
-        if first_unseen is not None:
-            groups.append((topic_id, weight, 0, (first_unseen,)))
-            continue
-        low = -1
-        ready: list[Tip] = []
-        for tip in topic.tips:
-            tip_id = tip.id
-            if tip_id in retired_ids or tip_id == last_shown:
-                continue
-            count = shown(tip_id, 0)
-            if count < low or low < 0:
-                low, ready = count, [tip]
-            elif count == low:
-                ready.append(tip)
-        if ready:
-            groups.append((topic_id, weight, low, ready))
+            if tip.id not in counts and tip.id not in retired_ids:
+                groups.append((topic_id, weight, 0, (tip,)))
+                break
+        else:
+            groups.append(_seen_round(topic_id, weight, topic.tips, retired_ids, last_shown, shown))
+    groups = [group for group in groups if group[3]]
     if not groups:
         return held_back  # the tip just shown, if it is the only eligible one
 

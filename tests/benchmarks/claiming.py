@@ -1,4 +1,6 @@
-"""Claiming, in-process: users/s of `DeliveryEngine.claim` and the due query's latency."""
+"""Claiming, in-process: users/s of `DeliveryEngine.claim` (the transaction that takes due
+schedules), of `DeliveryEngine.prepare` (chats and tip choice, after it), and the due query's
+latency."""
 
 from __future__ import annotations
 
@@ -75,8 +77,8 @@ async def run(
         batch_size=BATCH,
     )
     try:
-        log(f"claiming: claim(now, {BATCH}) until nothing is due")
-        claimed, skipped, elapsed, batches = await _claim_all(delivery)
+        log(f"claiming: claim(now, {BATCH}) and prepare() until nothing is due")
+        claimed, skipped, elapsed, batches, preparing = await _claim_all(delivery)
         if claimed + skipped != options.users:
             raise BenchmarkError(f"claimed {claimed} + skipped {skipped} of {options.users}")
         # A realistic moment: the whole table is scheduled, a small share of it is due.
@@ -96,6 +98,8 @@ async def run(
     due["plan"] = _query_plan(path, due["sql"], due.pop("parameters"))
 
     rate = claimed / elapsed
+    prepare_rate = claimed / preparing
+    both_rate = claimed / (elapsed + preparing)
     select_ms, sql_ms = due.pop("select_due_ms"), due.pop("sql_ms")
     who = f"{due_count:,} of {options.users:,} due"
     measures = [
@@ -107,6 +111,18 @@ async def run(
             f">= {CLAIM_TARGET:,} users/s",
             rate >= CLAIM_TARGET,
         ),
+        Measure(
+            "claim.prepare_users_per_second",
+            f"prepare(): chats, histories, tip choice ({options.tip_views} views each)",
+            prepare_rate,
+            "users/s",
+        ),
+        Measure(
+            "claim.claim_and_prepare_users_per_second",
+            "claim() and prepare() together",
+            both_rate,
+            "users/s",
+        ),
         Measure("claim.due_sql_p50_ms", f"due SQL alone p50 ({who})", median(sql_ms), "ms"),
         Measure(
             "claim.due_sql_p99_ms",
@@ -116,10 +132,12 @@ async def run(
             f"<= {DUE_P99_TARGET_MS:g} ms",
             percentile(sql_ms, 99) <= DUE_P99_TARGET_MS,
         ),
-        Measure("claim.due_select_p50_ms", f"_select_due p50 ({who})", median(select_ms), "ms"),
+        Measure(
+            "claim.due_select_p50_ms", f"due query, decoded, p50 ({who})", median(select_ms), "ms"
+        ),
         Measure(
             "claim.due_select_p99_ms",
-            f"_select_due p99 ({who})",
+            f"due query, decoded, p99 ({who})",
             percentile(select_ms, 99),
             "ms",
             f"<= {DUE_P99_TARGET_MS:g} ms",
@@ -135,6 +153,7 @@ async def run(
         "claimed": claimed,
         "skipped": skipped,
         "claim_seconds": elapsed,
+        "prepare_seconds": preparing,
         "claim_batches": len(batch_ms),
         "claim_batch_ms": {
             "p50": median(batch_ms),
@@ -163,31 +182,35 @@ def _distribution(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-async def _claim_all(delivery: DeliveryEngine) -> tuple[int, int, float, list[float]]:
-    """claim(now, BATCH) in a loop until nothing is due: claimed, skipped, seconds, batches."""
+async def _claim_all(delivery: DeliveryEngine) -> tuple[int, int, float, list[float], float]:
+    """claim(now, BATCH) in a loop until nothing is due, each batch then prepared:
+    claimed, skipped, seconds claiming, each claim's seconds, seconds preparing."""
     claim_at = utcnow()
     claimed = skipped = 0
     batches: list[float] = []
-    started = time.perf_counter()
+    preparing = 0.0
     while True:
         t0 = time.perf_counter()
         claims, late = await delivery.claim(claim_at, BATCH)
+        t1 = time.perf_counter()
         if not claims and not late:
             break
-        batches.append(time.perf_counter() - t0)
+        ready = await delivery.prepare(claims)
+        preparing += time.perf_counter() - t1
+        if len(ready) != len(claims) or any(c.tip_id is None for c in ready):
+            raise BenchmarkError("prepare() left a claim without its tip")
+        batches.append(t1 - t0)
         claimed += len(claims)
         skipped += late
-    return claimed, skipped, time.perf_counter() - started, batches
+    return claimed, skipped, sum(batches), batches, preparing
 
 
 async def _due_query(delivery: DeliveryEngine, runs: int, expected: int) -> dict[str, Any]:
-    """Time `_select_due` and the very SQL it sends, alternately, on a checked-out connection.
-
-    "SQL alone" is the statement on the same aiosqlite connection without SQLAlchemy's result
-    processing; `_select_due` adds the type conversions and the rows → _Due objects.
-    """
+    """Time the engine's due query decoded into Python values, and the very SQL it sends
+    without SQLAlchemy's result processing, alternately, on a checked-out connection."""
     engine = delivery.sessions.kw["bind"]
     query_now = utcnow()
+    query, values = delivery._due, {"now": query_now, "limit": BATCH}
     sent: list[tuple[str, Sequence[Any]]] = []
 
     def capture(*args: Any) -> None:
@@ -196,7 +219,7 @@ async def _due_query(delivery: DeliveryEngine, runs: int, expected: int) -> dict
     event.listen(engine.sync_engine, "before_cursor_execute", capture)
     try:
         async with delivery.sessions() as session:
-            await delivery._select_due(session, query_now, BATCH)
+            await session.execute(query, values)
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", capture)
     statement, parameters = sent[-1]
@@ -207,7 +230,7 @@ async def _due_query(delivery: DeliveryEngine, runs: int, expected: int) -> dict
             connection = await session.connection()
             await connection.exec_driver_sql("SELECT 1")  # the connection is checked out
             t0 = time.perf_counter()
-            due = await delivery._select_due(session, query_now, BATCH)
+            due = (await connection.execute(query, values)).all()
             t1 = time.perf_counter()
             rows = (await connection.exec_driver_sql(statement, tuple(parameters))).all()
             t2 = time.perf_counter()

@@ -21,26 +21,12 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    ColumnElement,
-    Table,
-    any_,
-    bindparam,
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.sql import Executable
 
 from bot.clock import Clock
 from bot.content import Content
@@ -54,6 +40,7 @@ from bot.db.models import (
     User,
     Worker,
 )
+from bot.delivery.claims import statements_for
 from bot.delivery.composers import Composers, Job
 from bot.delivery.sender import Sender, SendResult
 from bot.metrics import DELIVERIES, DUE_BACKLOG
@@ -98,90 +85,6 @@ class EngineStats:
     last_tick_at: datetime | None = None
 
 
-# What the claim reads of each due schedule, in this order.
-_DUE_COLUMNS = (
-    Schedule.id,
-    Schedule.user_id,
-    Schedule.kind,
-    Schedule.local_time,
-    Schedule.timezone,
-    Schedule.weekday,
-    Schedule.paused_until,
-    Schedule.next_run_at,
-)
-_DELIVERIES = cast(Table, Delivery.__table__)
-_SCHEDULES = cast(Table, Schedule.__table__)
-
-
-# The claim's statements are built once: each batch only binds its values. Schedule ids go in
-# as ONE parameter (a JSON array on SQLite, an array on PostgreSQL), so the SQL text stays the
-# same and the driver reuses the prepared statement instead of parsing hundreds of placeholders.
-
-
-def _among(ids: Any, postgres: bool) -> ColumnElement[bool]:
-    """`schedules.id` is one of the ids bound to `ids`."""
-    if postgres:
-        return _SCHEDULES.c.id == any_(bindparam(ids, type_=ARRAY(BigInteger)))
-    listed = func.json_each(bindparam(ids, type_=JSON)).table_valued("value")
-    return _SCHEDULES.c.id.in_(select(listed.c.value))
-
-
-def _advance(postgres: bool) -> Executable:
-    """Moves the schedules `ids` to `next_run`."""
-    return (
-        update(_SCHEDULES)
-        .where(_among("ids", postgres))
-        .values(next_run_at=bindparam("next_run", type_=_SCHEDULES.c.next_run_at.type), snoozes=0)
-    )
-
-
-def _due_query(postgres: bool) -> Executable:
-    """Due schedules, earliest first; on PostgreSQL locked, skipping rows another worker has."""
-    query = (
-        select(*_DUE_COLUMNS)
-        .where(Schedule.active.is_(True), Schedule.next_run_at <= bindparam("now"))
-        .order_by(Schedule.next_run_at)
-        .limit(bindparam("limit"))
-    )
-    return query.with_for_update(skip_locked=True) if postgres else query
-
-
-def _insert_deliveries(postgres: bool) -> Executable:
-    """A delivery row for each of the schedules `ids` on `local_date`, unless one exists."""
-    columns = _DELIVERIES.c
-    rows = select(
-        _SCHEDULES.c.user_id,
-        _SCHEDULES.c.kind,
-        bindparam("local_date", type_=columns.local_date.type),
-        _SCHEDULES.c.snoozes,
-        _SCHEDULES.c.next_run_at,
-        bindparam("claimed_at", type_=columns.claimed_at.type),
-        bindparam("status", type_=columns.status.type),
-        bindparam("finished_at", type_=columns.finished_at.type),
-        bindparam("error", type_=columns.error.type),
-    ).where(_among("ids", postgres))
-    dialect_insert = pg_insert if postgres else sqlite_insert
-    return (
-        dialect_insert(_DELIVERIES)
-        .from_select(
-            [
-                "user_id",
-                "kind",
-                "local_date",
-                "sequence",
-                "due_at",
-                "claimed_at",
-                "status",
-                "finished_at",
-                "error",
-            ],
-            rows,
-        )
-        .on_conflict_do_nothing(index_elements=["user_id", "kind", "local_date", "sequence"])
-        .returning(columns.id, columns.user_id, columns.kind)
-    )
-
-
 class DeliveryEngine:
     """Claims due schedules and sends them; one instance per delivery worker."""
 
@@ -216,9 +119,7 @@ class DeliveryEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_lock = asyncio.Lock()
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
-        self._due = _due_query(self._postgres)
-        self._insert = _insert_deliveries(self._postgres)
-        self._advance = _advance(self._postgres)
+        self.statements = statements_for(sessions.kw["bind"].dialect)
         self._started = False
         self._stopping = False
         composers = Composers(content, sessions, keys)
@@ -340,7 +241,7 @@ class DeliveryEngine:
         """
         async with self.sessions() as session, session.begin():
             connection = await session.connection()
-            due = (await connection.execute(self._due, {"now": now, "limit": limit})).all()
+            due = await self.statements.due(connection, now, limit)
             if not due:
                 return [], 0
             new_rows: dict[tuple[date, bool], list[int]] = defaultdict(list)
@@ -363,26 +264,18 @@ class DeliveryEngine:
             claims: list[Claim] = []
             skipped = 0
             for (local_date, fresh), schedule_ids in new_rows.items():
-                inserted = await connection.execute(
-                    self._insert,
-                    {
-                        "ids": schedule_ids,
-                        "local_date": local_date,
-                        "claimed_at": now,
-                        "status": DeliveryStatus.CLAIMED if fresh else DeliveryStatus.SKIPPED,
-                        "finished_at": None if fresh else now,
-                        "error": None if fresh else "late after downtime",
-                    },
+                inserted = await self.statements.insert(
+                    connection, schedule_ids, local_date, now, fresh
                 )
                 if not fresh:
-                    skipped += len(inserted.all())
+                    skipped += len(inserted)
                     continue
                 claims += (
                     Claim(row_id, user_id, kind, local_date, due_at[user_id, kind])
-                    for row_id, user_id, kind in inserted.all()
+                    for row_id, user_id, kind in inserted
                 )
             for next_run, schedule_ids in advances.items():
-                await connection.execute(self._advance, {"ids": schedule_ids, "next_run": next_run})
+                await self.statements.advance(connection, schedule_ids, next_run, now)
         return claims, skipped
 
     async def prepare(self, claims: Sequence[Claim]) -> list[Claim]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import date, time, timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from bot.content import Content, visible_text
@@ -196,3 +197,25 @@ async def test_engines_sharing_a_name_tick_at_the_same_time(delivery: DeliveryHa
         ).all()
     assert name == delivery.engine.name
     assert started <= last_tick <= delivery.clock.now()
+
+
+async def test_claims_that_cannot_be_prepared_are_handed_back(
+    delivery: DeliveryHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure between the claim and the queue leaves nothing claimed: the tips go later."""
+    await delivery.subscribe([1, 2])
+    delivery.clock.set(MORNING + timedelta(seconds=5))
+
+    async def broken(claims: object) -> list[object]:
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(delivery.engine, "prepare", broken)
+    with pytest.raises(ConnectionError):
+        await delivery.engine.tick()
+    assert await deliveries(delivery) == []
+    assert (await schedule_of(delivery, 1)).next_run_at == MORNING
+
+    monkeypatch.undo()
+    await delivery.run()
+    assert len(delivery.api.sent_messages(1)) == len(delivery.api.sent_messages(2)) == 1
+    assert {r.status for r in await deliveries(delivery)} == {DeliveryStatus.SENT}

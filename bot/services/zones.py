@@ -253,13 +253,7 @@ class ZoneDirectory:
         fuzzy |= {name for name in self._countries if len(name) >= FUZZY_MIN_LENGTH}
         self._fuzzy = tuple(sorted(fuzzy))
         self._longest = max((len(name) for name in self._fuzzy), default=0)
-        # (character, n) → the names holding that character at least n times: counting a
-        # query's hits bounds each name's similarity before difflib looks at it.
-        self._letters: dict[tuple[str, int], list[int]] = {}
-        for number, name in enumerate(self._fuzzy):
-            for char, count in Counter(name).items():
-                for nth in range(1, count + 1):
-                    self._letters.setdefault((char, nth), []).append(number)
+        self._letters: dict[tuple[str, int], list[int]] | None = None  # see _letter_index
         self._finder: Any = None
 
     @classmethod
@@ -425,14 +419,28 @@ class ZoneDirectory:
         stripped = [part.strip() for part in parts if part.strip()]
         return stripped[:MAX_PARTS] if len(stripped) > 1 else []
 
+    def _letter_index(self) -> dict[tuple[str, int], list[int]]:
+        """(character, n) → the names holding that character at least n times: counting a
+        query's hits bounds each name's similarity before difflib looks at it. Built on the
+        first near miss, not at start-up: only typos need it."""
+        if self._letters is None:
+            letters: dict[tuple[str, int], list[int]] = {}
+            for number, name in enumerate(self._fuzzy):
+                for char, count in Counter(name).items():
+                    for nth in range(1, count + 1):
+                        letters.setdefault((char, nth), []).append(number)
+            self._letters = letters
+        return self._letters
+
     def _near(self, name: str) -> tuple[ZoneChoice, ...]:
         if len(name) < FUZZY_MIN_LENGTH or len(name) * FUZZY_CUTOFF > self._longest * 2:
             return ()
         # Shared characters bound difflib's ratio: 2·shared / (len(a) + len(b)) ≥ ratio.
+        letters = self._letter_index()
         shared: Counter[int] = Counter()
         for char, count in Counter(name).items():
             for nth in range(1, count + 1):
-                shared.update(self._letters.get((char, nth), ()))
+                shared.update(letters.get((char, nth), ()))
         matcher = difflib.SequenceMatcher()
         matcher.set_seq2(name)
         scored: list[tuple[float, str]] = []

@@ -37,7 +37,7 @@ async def test_migrations_build_exactly_the_models(database_url: str) -> None:
     await engine.dispose()
 
 
-async def test_sqlite_runs_with_wal_its_checkpoints_busy_timeout_and_foreign_keys(tmp_path: Path) -> None:
+async def test_sqlite_pragmas_wal_checkpoints_busy_timeout_foreign_keys(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'nested' / 'db.sqlite'}")
     async with engine.connect() as connection:
         assert (await connection.execute(text("PRAGMA journal_mode"))).scalar() == "wal"

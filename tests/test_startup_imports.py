@@ -35,6 +35,7 @@ NOT_AT_START_UP = (
     "bot.devtools",
     "bot.content_lint",
     "bot.ops",
+    "sqlalchemy.dialects.postgresql",  # a SQLite bot never needs it
 )
 
 # `python -m bot`, exactly (runpy, as __main__), writing what it imported when it exits.

@@ -29,8 +29,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement, Executable
@@ -60,9 +58,21 @@ _STATUS = ("claimed_at", "status", "finished_at", "error")
 LATE_ERROR = "late after downtime"
 
 
+def upsert_insert(postgres: bool) -> Callable[[Any], Any]:
+    """The dialect's INSERT with ON CONFLICT (PostgreSQL's is imported only when used: the
+    SQLite bot never loads that dialect)."""
+    if postgres:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    return sqlite_insert
+
+
 def _among(postgres: bool) -> ColumnElement[bool]:
     """`schedules.id` is one of the ids bound to `ids`."""
     if postgres:
+        from sqlalchemy.dialects.postgresql import ARRAY
+
         return _SCHEDULES.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
     listed = func.json_each(bindparam("ids", type_=JSON)).table_valued("value")
     return _SCHEDULES.c.id.in_(select(listed.c.value))
@@ -90,13 +100,13 @@ def insert_deliveries(postgres: bool) -> Executable:
         _SCHEDULES.c.next_run_at,
         *(bindparam(name, type_=columns[name].type) for name in _STATUS),
     ).where(_among(postgres))
-    dialect_insert = pg_insert if postgres else sqlite_insert
-    return (
-        dialect_insert(_DELIVERIES)
+    statement: Executable = (
+        upsert_insert(postgres)(_DELIVERIES)
         .from_select([*_INSERTED, *_STATUS], rows)
         .on_conflict_do_nothing(index_elements=["user_id", "kind", "local_date", "sequence"])
         .returning(columns.id, columns.user_id, columns.kind)
     )
+    return statement
 
 
 def advance_schedules(postgres: bool) -> Executable:

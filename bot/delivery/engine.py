@@ -24,8 +24,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
@@ -40,7 +38,7 @@ from bot.db.models import (
     User,
     Worker,
 )
-from bot.delivery.claims import statements_for
+from bot.delivery.claims import statements_for, upsert_insert
 from bot.delivery.composers import Composers, Job
 from bot.delivery.sender import Sender, SendResult
 from bot.metrics import DELIVERIES, DUE_BACKLOG
@@ -340,7 +338,7 @@ class DeliveryEngine:
 
     async def _heartbeat(self, now: datetime) -> None:
         """Record that this worker is alive (an upsert: engines may share a name in tests)."""
-        dialect_insert = pg_insert if self._postgres else sqlite_insert
+        dialect_insert = upsert_insert(self._postgres)
         statement = dialect_insert(Worker).values(
             name=self.name, role="delivery", started_at=now, last_tick_at=now
         )

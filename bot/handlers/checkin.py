@@ -14,7 +14,7 @@ from telegram import CallbackQuery, InlineKeyboardButton, Update
 from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop
 
-from bot.charts import DayPoint, render_trends
+from bot.charts import ROLLING_WINDOW, DayPoint, render_trends
 from bot.content import Content
 from bot.db.engine import unit_of_work
 from bot.db.models import User
@@ -439,15 +439,18 @@ async def trends(update: Update, context: Context) -> None:
     if ids is None:
         return
     content = rt.content
-    today, entries = await _recent(rt, ids[0], TRENDS_DAYS)
-    if not entries:
+    # The days before the window too: the first 7-day means on the chart need them.
+    today, entries = await _recent(rt, ids[0], TRENDS_DAYS + ROLLING_WINDOW - 1)
+    points = checkins.daily_points(entries)
+    first = today - timedelta(days=TRENDS_DAYS - 1)
+    shown = [point for point in points if point.day >= first]
+    if not shown:
         await reply(update, content.text("trends.empty"))
         return
-    points = checkins.daily_points(entries)
     png = await asyncio.to_thread(
         render_trends, points, chart_labels(content), days=TRENDS_DAYS, end=today
     )
-    await context.bot.send_photo(ids[1], png, caption=trends_caption(content, points))
+    await context.bot.send_photo(ids[1], png, caption=trends_caption(content, shown))
 
 
 async def on_reminder(update: Update, context: Context) -> None:

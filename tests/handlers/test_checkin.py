@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import BotApplication
+from bot.charts import DayPoint
 from bot.content import visible_text
 from bot.db.models import Base, CheckIn, CheckInDraft, User
+from bot.handlers import checkin as checkin_handlers
 from bot.runtime import Runtime
 from tests.fakes.telegram_api import FakeBotAPI, FakeMessage
 from tests.harness import ChatDriver
@@ -282,6 +284,30 @@ async def test_trends_says_how_many_more_days_it_needs(chat: ChatDriver, runtime
     runtime.clock.set(NOW)
     [chart] = await chat.command("/trends")
     assert "After 7 more days" in shown(chart)
+
+
+async def test_trends_draws_its_first_means_from_the_week_before(
+    chat: ChatDriver, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart gets the 6 days before its 30 (for the first 7-day means); the caption's
+    averages and day count cover the 30 days only."""
+    drawn: list[list[DayPoint]] = []
+    render = checkin_handlers.render_trends
+
+    def spy(points: list[DayPoint], *args: object, **kwargs: object) -> bytes:
+        drawn.append(list(points))
+        return render(points, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(checkin_handlers, "render_trends", spy)
+    await agree(chat)
+    for days_ago, pain in ((40, 1), (33, 9), (31, 9), (29, 2), (0, 4)):
+        runtime.clock.set(NOW - timedelta(days=days_ago))
+        await chat.command("/checkin", f"{pain} 5")
+    runtime.clock.set(NOW)
+    [chart] = await chat.command("/trends")
+    assert [point.pain for point in drawn[0]] == [9, 9, 2, 4], "35 days: not the one 40 days ago"
+    assert "(2 days with check-ins)" in shown(chart)
+    assert "Average pain 3.0 · stress 5.0" in shown(chart)  # pain (2 + 4) / 2
 
 
 async def test_the_database_file_holds_no_note_and_no_scores(

@@ -25,7 +25,7 @@ from bot.crypto import KeyringHolder, KeySource, check_keyring
 from bot.db import migrate
 from bot.db.engine import create_engine, create_sessionmaker, sqlite_file, unit_of_work
 from bot.delivery.engine import DeliveryEngine
-from bot.delivery.ratelimit import RateBudget
+from bot.delivery.ratelimit import RateBudget, TelegramRateLimiter, global_limit
 from bot.delivery.sender import Sender
 from bot.metrics import MeasuredApplication
 from bot.runtime import RUNTIME_KEY, Runtime, get_runtime
@@ -242,6 +242,9 @@ def build_application(
             connection_pool_size=1, httpx_kwargs={"verify": tls}
         )
     builder = builder.request(request).get_updates_request(get_updates_request)
+    limit = global_limit(settings.telegram_global_rate, settings.delivery_rate_per_second)
+    if limit:  # every message under Telegram's limits, replies before the broadcast
+        builder = builder.rate_limiter(TelegramRateLimiter(limit))
     application = builder.build()
     application.bot_data["settings"] = settings
     application.bot_data["content"] = content

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     delivery_batch_size: int = Field(default=500, ge=1, le=10_000)
     delivery_rate_per_second: float = Field(default=25.0, gt=0, le=10_000)
     delivery_catchup_hours: float = Field(default=3.0, ge=0, le=48)
+    telegram_global_rate: int | None = Field(default=None, ge=0, le=100_000)
 
     checkin_retention_days: int = Field(default=730, ge=1, le=3650)
     delivery_retention_days: int = Field(default=180, ge=1, le=3650)
@@ -81,7 +82,9 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
-    @field_validator("webhook_url", "metrics_port", "webhook_secret", mode="before")
+    @field_validator(
+        "webhook_url", "metrics_port", "webhook_secret", "telegram_global_rate", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -64,6 +64,9 @@ def make_settings(database_url: str, tmp_path: Path):  # type: ignore[no-untyped
             "database_url": database_url,
             "content_dir": CONTENT_DIR,
             "data_key_file": tmp_path / "backcalm.key",
+            # No rate limiter: the fake does not enforce Telegram's limits here and these tests
+            # type far faster than a person (tests/delivery/test_ratelimit.py tests the limiter).
+            "telegram_global_rate": 0,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]

@@ -12,7 +12,7 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from bot.db.models import DeliveryStatus
-from bot.delivery.ratelimit import RateBudget
+from bot.delivery.ratelimit import RateBudget, broadcasting
 from bot.views import View
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,10 @@ class SendResult:
 
 
 class Sender:
-    """Sends under the broadcast budget; never resends what Telegram may already have."""
+    """Sends under the broadcast budget; never resends what Telegram may already have.
+
+    Its messages go out in the broadcast lane of the bot's `TelegramRateLimiter` (when the bot
+    has one): after replies to people, within what is left of Telegram's limit."""
 
     def __init__(
         self, bot: Bot, budget: RateBudget, *, attempts: int = 4, backoff: float = 0.5
@@ -49,14 +52,15 @@ class Sender:
         while True:
             await self.budget.acquire()
             try:
-                if view.photo is not None:
-                    message = await self.bot.send_photo(
-                        chat_id, view.photo, caption=view.text, reply_markup=view.markup
-                    )
-                else:
-                    message = await self.bot.send_message(
-                        chat_id, view.text, reply_markup=view.markup
-                    )
+                with broadcasting():
+                    if view.photo is not None:
+                        message = await self.bot.send_photo(
+                            chat_id, view.photo, caption=view.text, reply_markup=view.markup
+                        )
+                    else:
+                        message = await self.bot.send_message(
+                            chat_id, view.text, reply_markup=view.markup
+                        )
             except RetryAfter as exc:
                 # Not sent: wait as long as Telegram asks, then try again (not a failure).
                 self.retry_after_count += 1

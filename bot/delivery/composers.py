@@ -92,10 +92,19 @@ class Composers:
         self.content = content
         self.sessions = sessions
         self.keys = keys
+        # A tip's message is the same for everyone: render each once (content is read once at
+        # start and never changes while the process runs; Telegram's objects are immutable).
+        self._tip_views: dict[str, View] = {}
 
     async def daily_tip(self, job: Job) -> View | None:
-        tip = self.content.tips.get(job.tip_id or "")
-        return tip_view(self.content, tip) if tip else None
+        tip_id = job.tip_id or ""
+        view = self._tip_views.get(tip_id)
+        if view is None:
+            tip = self.content.tips.get(tip_id)
+            if tip is None:
+                return None
+            view = self._tip_views[tip_id] = tip_view(self.content, tip)
+        return view
 
     async def weekly_summary(self, job: Job) -> View | None:
         if self.keys is None:

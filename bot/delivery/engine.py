@@ -14,6 +14,7 @@ SQLite has one writer, and PostgreSQL holds the claimed rows' locks until it com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -21,9 +22,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
@@ -48,6 +49,20 @@ from bot.services.tips import choose_tip
 from bot.views import View
 
 logger = logging.getLogger(__name__)
+
+_deliveries = cast(Table, Delivery.__table__)
+_tip_views = cast(Table, TipView.__table__)
+# Heartbeat, lease recovery and the backlog gauge: every tick would be a waste at 0.2 s ticks.
+HOUSEKEEPING_INTERVAL = timedelta(seconds=10)
+
+# Outcomes are written in the background in batches: when FLUSH_SIZE are waiting, when the
+# queue runs dry, and at least every FLUSH_INTERVAL seconds. A crash loses at most these
+# records; those deliveries are then recorded as unknown, never sent again.
+FLUSH_SIZE = 100
+FLUSH_INTERVAL = 0.5
+
+# Executed with a list of rows: the SET clause takes the columns each row names.
+FINISH_DELIVERY = update(_deliveries).where(_deliveries.c.id == bindparam("delivery_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +115,7 @@ class DeliveryEngine:
         single_worker: bool = True,
         keys: KeyringHolder | None = None,
         name: str | None = None,
+        housekeeping: timedelta = HOUSEKEEPING_INTERVAL,
     ) -> None:
         self.sessions = sessions
         self.content = content
@@ -110,12 +126,16 @@ class DeliveryEngine:
         self.clock = clock or Clock()
         self.single_worker = single_worker
         self.stats = EngineStats()
+        self.housekeeping = housekeeping
+        self._housekept_at: datetime | None = None
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._queue: asyncio.Queue[Claim] = asyncio.Queue()
         self._results: list[tuple[Claim, SendResult]] = []
         self._workers_count = workers
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_lock = asyncio.Lock()
+        self._flush_wanted = asyncio.Event()
+        self._recorder: asyncio.Task[None] | None = None
         self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
         self.statements = statements_for(sessions.kw["bind"].dialect)
         self._started = False
@@ -139,6 +159,7 @@ class DeliveryEngine:
             asyncio.create_task(self._worker(), name=f"delivery-worker-{n}")
             for n in range(self._workers_count)
         ]
+        self._recorder = asyncio.create_task(self._record(), name="delivery-outcomes")
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop cleanly: hand back what was claimed but not sent, let the sends under way
@@ -161,6 +182,11 @@ class DeliveryEngine:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._recorder is not None:
+            # Not cancelled: a write cut off half-way could hold SQLite's lock past the end.
+            self._flush_wanted.set()
+            recorder, self._recorder = self._recorder, None
+            await recorder
         self._started = False
         self._stopping = False
         await self.flush()
@@ -204,12 +230,17 @@ class DeliveryEngine:
         report = TickReport()
         if self._stopping:
             return report
-        report.recovered = await self.recover(everything=False)
-        await self._heartbeat(now)
-        room = self.batch_size - self._queue.qsize()
-        if room <= 0:
+        if self._housekept_at is None or now - self._housekept_at >= self.housekeeping:
+            report.recovered = await self.recover(everything=False)
+            await self._heartbeat(now)
+            DUE_BACKLOG.set(await self.due_backlog(now))
+            self._housekept_at = now
+        # Claim when the queue is down to half a batch, then fill it: at a high send rate
+        # this claims a few large batches a second instead of a small one every tick.
+        waiting = self._queue.qsize()
+        if waiting > self.batch_size // 2:
             return report
-        claims, skipped = await self.claim(now, room)
+        claims, skipped = await self.claim(now, self.batch_size - waiting)
         report.claimed, report.skipped = len(claims), skipped
         try:
             ready = await self.prepare(claims)
@@ -218,7 +249,6 @@ class DeliveryEngine:
             raise
         for claim in ready:
             self._queue.put_nowait(claim)
-        DUE_BACKLOG.set(await self.due_backlog(now))
         return report
 
     async def due_backlog(self, now: datetime) -> int:
@@ -372,12 +402,26 @@ class DeliveryEngine:
             try:
                 result = await self._deliver(claim)
                 self._results.append((claim, result))
-                if len(self._results) >= 50 or self._queue.empty():
-                    await self.flush()
+                if len(self._results) >= FLUSH_SIZE or self._queue.empty():
+                    self._flush_wanted.set()
             except Exception:
                 logger.exception("delivery %d failed unexpectedly", claim.delivery_id)
             finally:
                 self._queue.task_done()
+
+    async def _record(self) -> None:
+        """Write outcomes in the background: when a batch is full, when the queue runs dry,
+        and at least every FLUSH_INTERVAL seconds. Senders never wait for the database."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_wanted.wait(), FLUSH_INTERVAL)
+            self._flush_wanted.clear()
+            try:
+                await self.flush()
+            except Exception:
+                logger.exception("recording delivery outcomes failed; trying again")
+            if self._recorder is None:  # stopping
+                return
 
     async def _deliver(self, claim: Claim) -> SendResult:
         compose = self._composers.get(claim.kind)
@@ -390,48 +434,59 @@ class DeliveryEngine:
         return await self.sender.send(claim.chat_id, view)
 
     async def flush(self) -> None:
-        """Write the outcomes gathered so far in one transaction."""
+        """Write the outcomes gathered so far in one transaction (kept for the next try if
+        the transaction fails)."""
         async with self._flush_lock:
             results, self._results = self._results, []
             if not results:
                 return
-            now = self.clock.now()
-            async with self.sessions() as session, session.begin():
-                await session.execute(
-                    update(Delivery),
-                    [
-                        {
-                            "id": claim.delivery_id,
-                            "status": result.status,
-                            "finished_at": now,
-                            "telegram_message_id": result.message_id,
-                            "error": result.error,
-                            "tip_id": claim.tip_id,
-                        }
-                        for claim, result in results
-                    ],
-                )
-                views = [
-                    {
-                        "user_id": claim.user_id,
-                        "tip_id": claim.tip_id,
-                        "topic_id": tip.topic_id,
-                        "shown_at": now,
-                    }
-                    for claim, result in results
-                    if result.status == DeliveryStatus.SENT
-                    and (tip := self.content.tips.get(claim.tip_id or "")) is not None
-                ]
-                if views:
-                    await session.execute(insert(TipView), views)
-                for claim, result in results:
-                    if result.status == DeliveryStatus.BLOCKED:
-                        await session.execute(
-                            update(User)
-                            .where(User.id == claim.user_id)
-                            .values(is_active=False, blocked_at=now)
-                        )
-                        await subscriptions.stop_all(session, claim.user_id)
+            try:
+                await self._write_outcomes(results)
+            except BaseException:
+                self._results[:0] = results
+                raise
             for _, result in results:
                 self.stats.outcomes[result.status] += 1
                 DELIVERIES.labels(result.status.value).inc()
+
+    async def _write_outcomes(self, results: list[tuple[Claim, SendResult]]) -> None:
+        """Each outcome with its tip, a tip view per tip sent, and blocked people stopped."""
+        now = self.clock.now()
+        async with self.sessions() as session, session.begin():
+            # Core executemany, not the ORM's bulk update: one prepared statement for the
+            # whole batch, without the per-row bookkeeping of the unit of work.
+            await session.execute(
+                FINISH_DELIVERY,
+                [
+                    {
+                        "delivery_id": claim.delivery_id,
+                        "status": result.status,
+                        "finished_at": now,
+                        "telegram_message_id": result.message_id,
+                        "error": result.error,
+                        "tip_id": claim.tip_id,
+                    }
+                    for claim, result in results
+                ],
+            )
+            views = [
+                {
+                    "user_id": claim.user_id,
+                    "tip_id": claim.tip_id,
+                    "topic_id": tip.topic_id,
+                    "shown_at": now,
+                }
+                for claim, result in results
+                if result.status == DeliveryStatus.SENT
+                and (tip := self.content.tips.get(claim.tip_id or "")) is not None
+            ]
+            if views:
+                await session.execute(insert(_tip_views), views)
+            for claim, result in results:
+                if result.status == DeliveryStatus.BLOCKED:
+                    await session.execute(
+                        update(User)
+                        .where(User.id == claim.user_id)
+                        .values(is_active=False, blocked_at=now)
+                    )
+                    await subscriptions.stop_all(session, claim.user_id)

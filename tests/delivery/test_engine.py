@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import date, time, timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import select, update
 from bot.content import Content, visible_text
 from bot.db.engine import unit_of_work
 from bot.db.models import Delivery, DeliveryStatus, Schedule, TipView, User, Worker
-from bot.delivery.engine import DeliveryEngine
+from bot.delivery.engine import FLUSH_SIZE, DeliveryEngine
 from bot.services import subscriptions
 from tests.delivery.conftest import MORNING, DeliveryHarness
 from tests.fakes.telegram_api import RetryAfterFault, ServerErrorFault, SlowFault
@@ -219,3 +220,55 @@ async def test_claims_that_cannot_be_prepared_are_handed_back(
     await delivery.run()
     assert len(delivery.api.sent_messages(1)) == len(delivery.api.sent_messages(2)) == 1
     assert {r.status for r in await deliveries(delivery)} == {DeliveryStatus.SENT}
+
+
+async def test_sending_goes_on_while_outcomes_wait_for_the_database(
+    delivery: DeliveryHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outcomes are written in the background: a slow database does not hold up the sends."""
+    people = range(1, FLUSH_SIZE + 51)
+    await delivery.subscribe(people)
+    delivery.clock.set(MORNING + timedelta(seconds=5))
+    database_free = asyncio.Event()
+    write = delivery.engine._write_outcomes
+
+    async def slow(results: list[object]) -> None:
+        await database_free.wait()
+        await write(results)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(delivery.engine, "_write_outcomes", slow)
+    await delivery.engine.tick()
+    await delivery.api.wait_for(lambda: len(delivery.api.sent_messages()) == len(people))
+    database_free.set()
+    await delivery.engine.idle()
+    records = await deliveries(delivery)
+    assert len(records) == len(people)
+    assert {r.status for r in records} == {DeliveryStatus.SENT}
+
+
+async def test_outcomes_are_kept_when_writing_them_fails(
+    delivery: DeliveryHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed write is tried again: no outcome is lost, no tip view is written twice."""
+    await delivery.subscribe([1, 2, 3])
+    delivery.clock.set(MORNING + timedelta(seconds=5))
+    write = delivery.engine._write_outcomes
+    failures = 0
+
+    async def flaky(results: list[object]) -> None:
+        nonlocal failures
+        if not failures:
+            failures += 1
+            raise ConnectionError("database went away")
+        await write(results)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(delivery.engine, "_write_outcomes", flaky)
+    await delivery.engine.tick()
+    with contextlib.suppress(ConnectionError):
+        await delivery.engine.idle()  # the failure lands here or in the background writer
+    await delivery.engine.idle()
+    assert failures == 1
+    assert {r.status for r in await deliveries(delivery)} == {DeliveryStatus.SENT}
+    async with delivery.sessions() as session:
+        views = list(await session.scalars(select(TipView.user_id).order_by(TipView.user_id)))
+    assert views == [1, 2, 3]

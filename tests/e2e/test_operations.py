@@ -56,6 +56,12 @@ async def spawn(env: dict[str, str], folder: Path, *args: str) -> asyncio.subpro
     )
 
 
+async def tail(process: asyncio.subprocess.Process) -> str:
+    """The end of a finished child's log, for a failing assertion."""
+    assert process.stderr is not None
+    return (await process.stderr.read()).decode(errors="replace")[-3000:]
+
+
 async def statuses(url: str) -> Counter[DeliveryStatus]:
     engine = create_engine(url)
     async with create_sessionmaker(engine)() as session:
@@ -104,7 +110,7 @@ async def test_sigterm_mid_delivery_leaves_no_claim_without_an_outcome(
     started = asyncio.get_running_loop().time()
     await asyncio.wait_for(process.wait(), timeout=15)
     assert asyncio.get_running_loop().time() - started < 10
-    assert process.returncode == 0
+    assert process.returncode == 0, await tail(process)
     counts = await statuses(url)
     assert counts[DeliveryStatus.CLAIMED] == 0, "every claim has an outcome or was handed back"
     assert counts[DeliveryStatus.SENT] == len(fake_api.sent_messages())

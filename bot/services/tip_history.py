@@ -6,8 +6,9 @@ import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Executable, aggregate_order_by, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.content import Content, Tip
@@ -28,31 +29,22 @@ LAST_DAILY_LOOKBACK = timedelta(days=3)
 async def load_histories(
     session: AsyncSession, focus_by_user: Mapping[int, Sequence[str]], now: datetime
 ) -> dict[int, TipHistory]:
-    """Tip histories for many users in three queries (plain rows: no ORM objects)."""
+    """Tip histories for many users in three queries, one row per user and kind of fact.
+
+    The delivery engine loads hundreds at a time while it sends: every row the database driver
+    hands over costs the sending loop a hand-over of the interpreter lock, so what each person
+    has seen comes back as one ordered string per person, not one row per tip shown.
+    """
     user_ids = list(focus_by_user)
     connection = await session.connection()
-    last_daily: dict[int, str] = {}
-    recent = await connection.execute(
-        select(Delivery.user_id, Delivery.tip_id)
-        .where(
-            Delivery.user_id.in_(user_ids),
-            Delivery.kind == ScheduleKind.DAILY_TIP,
-            Delivery.tip_id.is_not(None),
-            Delivery.due_at >= now - LAST_DAILY_LOOKBACK,
-        )
-        .order_by(Delivery.due_at)
-    )
-    for user_id, tip_id in recent.all():
-        if tip_id is not None:
-            last_daily[user_id] = tip_id
-    seen: dict[int, list[tuple[str, str]]] = {user_id: [] for user_id in user_ids}
-    views = await connection.execute(
-        select(TipView.user_id, TipView.tip_id, TipView.topic_id)
-        .where(TipView.user_id.in_(user_ids))
-        .order_by(TipView.user_id, TipView.shown_at, TipView.id)
-    )
-    for user_id, tip_id, topic_id in views.all():
-        seen[user_id].append((tip_id, topic_id))
+    postgres = connection.dialect.name == "postgresql"
+    last_daily: dict[int, str] = {
+        row[0]: row[1]
+        for row in await connection.execute(_last_daily_query(user_ids, now, postgres))
+    }
+    seen: dict[int, list[str]] = {user_id: [] for user_id in user_ids}
+    for user_id, shown in await connection.execute(_seen_query(user_ids, postgres)):
+        seen[user_id] = _shown_in_order(shown, postgres)
     verdicts: dict[int, dict[Feedback, set[str]]] = defaultdict(lambda: defaultdict(set))
     feedback = await connection.execute(
         select(TipFeedback.user_id, TipFeedback.tip_id, TipFeedback.verdict).where(
@@ -73,6 +65,55 @@ async def load_histories(
             last_daily_topic=_topic_of(last) if last else None,
         )
     return histories
+
+
+def _last_daily_query(user_ids: list[int], now: datetime, postgres: bool) -> Executable:
+    """Per user, the tip of their latest daily delivery in the last few days."""
+    recent = (
+        Delivery.user_id.in_(user_ids),
+        Delivery.kind == ScheduleKind.DAILY_TIP,
+        Delivery.tip_id.is_not(None),
+        Delivery.due_at >= now - LAST_DAILY_LOOKBACK,
+    )
+    if postgres:
+        from sqlalchemy.dialects.postgresql import distinct_on  # only where it is used
+
+        return (
+            select(Delivery.user_id, Delivery.tip_id)
+            .where(*recent)
+            .ext(distinct_on(Delivery.user_id))
+            .order_by(Delivery.user_id, Delivery.due_at.desc(), Delivery.id.desc())
+        )
+    # SQLite gives the other columns of a max() query from the row that holds the maximum.
+    return (
+        select(Delivery.user_id, Delivery.tip_id, func.max(Delivery.due_at))
+        .where(*recent)
+        .group_by(Delivery.user_id)
+    )
+
+
+def _seen_query(user_ids: list[int], postgres: bool) -> Executable:
+    """Per user, every tip shown, as one string in showing order (PostgreSQL) or tagged with
+    its moment of showing to be put in order here (SQLite: group_concat has no ORDER BY before
+    3.44; its timestamps are fixed-width text, so they sort as text)."""
+    if postgres:
+        shown: Any = aggregate_order_by(
+            func.string_agg(TipView.tip_id, ","), TipView.shown_at, TipView.id
+        )
+    else:
+        tagged = func.printf("%s|%012d|%s", TipView.shown_at, TipView.id, TipView.tip_id)
+        shown = func.group_concat(tagged, ",")
+    return (
+        select(TipView.user_id, shown)
+        .where(TipView.user_id.in_(user_ids))
+        .group_by(TipView.user_id)
+    )
+
+
+def _shown_in_order(shown: str, ordered: bool) -> list[str]:
+    if ordered:
+        return shown.split(",")
+    return [tagged.rsplit("|", 1)[1] for tagged in sorted(shown.split(","))]
 
 
 def _topic_of(tip_id: str | None) -> str | None:

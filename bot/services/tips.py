@@ -13,7 +13,7 @@ Rules, for the tips in scope (every topic, or one topic for topic commands and b
 - Weights: 3.0 for a focus topic, 1.0 otherwise; × 0.7 per retired tip in the topic, never
   below 0.1 of the base; × 1.1 per tip marked "Helpful", at most × 1.5.
 
-Only tip ids are read from `seen` (they are unique across the library). Cost per call: one
+`seen` holds tip ids (they are unique across the library). Cost per call: one
 counting pass over `seen` (in C), one step per topic, a pass over the tips of the topics the
 person has seen, retired or rated something in, and, from the second round on, a walk back
 through `seen` that stops once the drawn topic's oldest due tip is known. The delivery engine
@@ -27,7 +27,6 @@ import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 
 from bot.content import Tip, Topic
 
@@ -38,14 +37,12 @@ NOT_FOR_ME_FLOOR = 0.1
 HELPFUL_FACTOR = 1.1
 HELPFUL_CAP = 1.5
 
-_TIP_ID = itemgetter(0)
-
 
 @dataclass(frozen=True, slots=True)
 class TipHistory:
     """What one person has been shown and said about tips; every field is plain data."""
 
-    seen: Sequence[tuple[str, str]] = ()
+    seen: Sequence[str] = ()  # ids of the tips shown, oldest first
     not_for_me: frozenset[str] = frozenset()
     helpful: frozenset[str] = frozenset()
     focus_topics: frozenset[str] = frozenset()
@@ -147,7 +144,7 @@ def choose_tip(
         return None
     library = _library(topics)
     topic_of = library.topic_of.get
-    shown_ids: list[str] = list(map(_TIP_ID, history.seen))
+    shown_ids: list[str] = list(history.seen)
     counts = Counter(shown_ids)
     shown = counts.get
     last_shown = shown_ids[-1] if shown_ids else None

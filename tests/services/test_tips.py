@@ -39,8 +39,8 @@ def make_topics(**sizes: int) -> dict[str, Topic]:
     }
 
 
-def shown(*tip_ids: str) -> list[tuple[str, str]]:
-    return [(tip_id, tip_id.split("-")[0]) for tip_id in tip_ids]
+def shown(*tip_ids: str) -> list[str]:
+    return list(tip_ids)
 
 
 def walk(
@@ -64,7 +64,7 @@ def walk(
         tip = choose_tip(topics, current, rng, only_topic=only_topic)
         assert tip is not None
         picks.append(tip.id)
-        seen.append((tip.id, tip.topic_id))
+        seen.append(tip.id)
         if only_topic is None:
             last_daily = tip.topic_id
     return picks
@@ -287,7 +287,7 @@ def test_property_rounds_retirement_and_variety(
     topics = make_topics(**dict(zip(names, sizes, strict=True)))
     fixed_topic = names[calls[0][0] % len(names)] if calls else names[0]
     rng = random.Random(seed)
-    seen: list[tuple[str, str]] = []
+    seen: list[str] = []
     not_for_me: set[str] = set()
     helpful: set[str] = set()
     last_daily: str | None = None
@@ -313,8 +313,8 @@ def test_property_rounds_retirement_and_variety(
         assert tip is not None
         assert tip.id in eligible  # in scope, and retired tips never appear
 
-        counts = Counter(tip_id for tip_id, _ in seen)
-        last_shown = seen[-1][0] if seen else None
+        counts = Counter(seen)
+        last_shown = seen[-1] if seen else None
         if len(eligible) > 1:
             assert tip.id != last_shown
         rivals = [t for t in eligible.values() if t.id not in (tip.id, last_shown)]
@@ -329,7 +329,7 @@ def test_property_rounds_retirement_and_variety(
             assert tip.id not in this_round
             this_round.add(tip.id)
 
-        seen.append((tip.id, tip.topic_id))
+        seen.append(tip.id)
         if only_topic is None:
             last_daily = tip.topic_id
         if feedback == "not_for_me":
@@ -380,7 +380,7 @@ def plainly_chosen(
     if only_topic is not None and only_topic not in topics:
         return None
     scope = [topics[only_topic]] if only_topic else list(topics.values())
-    shown_ids = [tip_id for tip_id, _ in history.seen]
+    shown_ids = list(history.seen)
     counts = Counter(shown_ids)
     last_shown = shown_ids[-1] if shown_ids else None
     eligible = [

@@ -1,8 +1,12 @@
-"""The three statements of a claim: read the due schedules, insert their deliveries, advance them.
+"""The engine's hot statements: the claim's three (read the due schedules, insert their
+deliveries, advance them) and the two that record outcomes (finish deliveries, record the tips
+shown).
 
 They are built once; each batch only binds its values. Schedule ids go in as ONE parameter (a
 JSON array on SQLite, an array on PostgreSQL), so the SQL text stays the same and the driver
-reuses its prepared statement instead of parsing hundreds of placeholders.
+reuses its prepared statement instead of parsing hundreds of placeholders. On SQLite a batch of
+outcomes is one JSON parameter too: one statement instead of a row of parameters per delivery,
+each of which the driver binds and steps while the sending loop waits for the interpreter lock.
 
 On SQLite the statements run on the driver connection (aiosqlite) itself, inside the session's
 transaction: SQLAlchemy's asyncio adapter and result rows cost about three times what SQLite
@@ -34,15 +38,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from bot.db.models import Delivery, DeliveryStatus, Schedule, ScheduleKind
+from bot.db.models import Delivery, DeliveryStatus, Schedule, ScheduleKind, TipView
 
 # One due schedule: id, user id, kind, local time, zone, weekday, paused until, next run.
 DueRow = tuple[int, int, ScheduleKind, time, str, int | None, datetime | None, datetime]
 # One inserted delivery: its id, the user and the kind.
 NewDelivery = tuple[int, int, ScheduleKind]
 
+# One outcome: delivery id, status, Telegram's message id, error, tip sent.
+Outcome = tuple[int, DeliveryStatus, int | None, str | None, str | None]
+# One tip shown: user id, tip id, topic id.
+Shown = tuple[int, str, str]
+
 _DELIVERIES = cast(Table, Delivery.__table__)
 _SCHEDULES = cast(Table, Schedule.__table__)
+_TIP_VIEWS = cast(Table, TipView.__table__)
 _DUE_COLUMNS = (
     _SCHEDULES.c.id,
     _SCHEDULES.c.user_id,
@@ -123,6 +133,53 @@ def advance_schedules(postgres: bool) -> Executable:
     )
 
 
+def _fields(json_row: ColumnElement[Any], *types: Any) -> list[ColumnElement[Any]]:
+    """The items of a JSON array row, as columns of these types."""
+    return [func.json_extract(json_row, f"$[{n}]", type_=kind) for n, kind in enumerate(types)]
+
+
+def finish_deliveries(batched: bool) -> Executable:
+    """The outcome of each delivery: executed with one row of parameters per delivery, or
+    (`batched`, SQLite) with all of them as one JSON array `outcomes`."""
+    columns = _DELIVERIES.c
+    if not batched:
+        return update(_DELIVERIES).where(columns.id == bindparam("delivery_id"))
+    row = func.json_each(bindparam("outcomes", type_=JSON)).table_valued("value").alias("o")
+    delivery_id, status, message_id, error, tip_id = _fields(
+        row.c.value,
+        columns.id.type,
+        columns.status.type,
+        columns.telegram_message_id.type,
+        columns.error.type,
+        columns.tip_id.type,
+    )
+    return (
+        update(_DELIVERIES)
+        .where(columns.id == delivery_id)
+        .values(
+            status=status,
+            finished_at=bindparam("now", type_=columns.finished_at.type),
+            telegram_message_id=message_id,
+            error=error,
+            tip_id=tip_id,
+        )
+    )
+
+
+def record_views(batched: bool) -> Executable:
+    """A tip view for each tip shown at `now`: one row of parameters per view, or (`batched`,
+    SQLite) all of them as one JSON array `shown`."""
+    columns = _TIP_VIEWS.c
+    if not batched:
+        return _TIP_VIEWS.insert()
+    row = func.json_each(bindparam("shown", type_=JSON)).table_valued("value").alias("v")
+    fields = _fields(row.c.value, columns.user_id.type, columns.tip_id.type, columns.topic_id.type)
+    shown_at = bindparam("now", type_=columns.shown_at.type)
+    return _TIP_VIEWS.insert().from_select(
+        ["user_id", "tip_id", "topic_id", "shown_at"], select(*fields, shown_at).select_from(row)
+    )
+
+
 def _values(local_date: date, now: datetime, fresh: bool) -> dict[str, Any]:
     return {
         "local_date": local_date,
@@ -154,6 +211,16 @@ class ClaimStatements(Protocol):
     ) -> None:
         """These schedules run next at `next_run`."""
 
+    async def finish(
+        self, connection: AsyncConnection, outcomes: Sequence[Outcome], now: datetime
+    ) -> None:
+        """Record how these deliveries ended (at `now`) and the tip each one sent."""
+
+    async def shown(
+        self, connection: AsyncConnection, views: Sequence[Shown], now: datetime
+    ) -> None:
+        """Record that these tips were shown at `now`."""
+
 
 class CoreStatements:
     """The claim through SQLAlchemy Core: any database."""
@@ -162,6 +229,8 @@ class CoreStatements:
         self._due = due_query(postgres)
         self._insert = insert_deliveries(postgres)
         self._advance = advance_schedules(postgres)
+        self._finish = finish_deliveries(batched=False)
+        self._shown = record_views(batched=False)
 
     async def due(self, connection: AsyncConnection, now: datetime, limit: int) -> list[DueRow]:
         result = await connection.execute(self._due, {"now": now, "limit": limit})
@@ -184,6 +253,33 @@ class CoreStatements:
     ) -> None:
         values = {"ids": list(ids), "next_run": next_run, "now": now}
         await connection.execute(self._advance, values)
+
+    async def finish(
+        self, connection: AsyncConnection, outcomes: Sequence[Outcome], now: datetime
+    ) -> None:
+        rows = [
+            {
+                "delivery_id": delivery_id,
+                "status": status,
+                "finished_at": now,
+                "telegram_message_id": message_id,
+                "error": error,
+                "tip_id": tip_id,
+            }
+            for delivery_id, status, message_id, error, tip_id in outcomes
+        ]
+        if rows:
+            await connection.execute(self._finish, rows)
+
+    async def shown(
+        self, connection: AsyncConnection, views: Sequence[Shown], now: datetime
+    ) -> None:
+        rows = [
+            {"user_id": user_id, "tip_id": tip_id, "topic_id": topic_id, "shown_at": now}
+            for user_id, tip_id, topic_id in views
+        ]
+        if rows:
+            await connection.execute(self._shown, rows)
 
 
 Convert = Callable[[Any], Any]
@@ -223,6 +319,9 @@ class SqliteStatements:
         self._due = _Compiled(due_query(False), dialect)
         self._insert = _Compiled(insert_deliveries(False), dialect)
         self._advance = _Compiled(advance_schedules(False), dialect)
+        self._finish = _Compiled(finish_deliveries(batched=True), dialect)
+        self._shown = _Compiled(record_views(batched=True), dialect)
+        self._status = _processor(_DELIVERIES.c.status.type, dialect)
         columns = _SCHEDULES.c
         self._kind = _processor(columns.kind.type, dialect, result=True)
         self._time = _processor(columns.local_time.type, dialect, result=True)
@@ -293,6 +392,24 @@ class SqliteStatements:
     ) -> None:
         values = {"ids": list(ids), "next_run": next_run, "now": now}
         await self._rows(connection, self._advance, values)
+
+    async def finish(
+        self, connection: AsyncConnection, outcomes: Sequence[Outcome], now: datetime
+    ) -> None:
+        if not outcomes:
+            return
+        status = self._status
+        rows = [
+            [delivery_id, status(state), message_id, error, tip_id]
+            for delivery_id, state, message_id, error, tip_id in outcomes
+        ]
+        await self._rows(connection, self._finish, {"outcomes": rows, "now": now})
+
+    async def shown(
+        self, connection: AsyncConnection, views: Sequence[Shown], now: datetime
+    ) -> None:
+        if views:
+            await self._rows(connection, self._shown, {"shown": list(views), "now": now})
 
 
 def statements_for(dialect: Dialect) -> ClaimStatements:

@@ -22,9 +22,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
@@ -35,7 +35,6 @@ from bot.db.models import (
     DeliveryStatus,
     Schedule,
     ScheduleKind,
-    TipView,
     User,
     Worker,
 )
@@ -50,8 +49,6 @@ from bot.views import View
 
 logger = logging.getLogger(__name__)
 
-_deliveries = cast(Table, Delivery.__table__)
-_tip_views = cast(Table, TipView.__table__)
 # Heartbeat, lease recovery and the backlog gauge: every tick would be a waste at 0.2 s ticks.
 HOUSEKEEPING_INTERVAL = timedelta(seconds=10)
 
@@ -60,9 +57,6 @@ HOUSEKEEPING_INTERVAL = timedelta(seconds=10)
 # records; those deliveries are then recorded as unknown, never sent again.
 FLUSH_SIZE = 100
 FLUSH_INTERVAL = 0.5
-
-# Executed with a list of rows: the SET clause takes the columns each row names.
-FINISH_DELIVERY = update(_deliveries).where(_deliveries.c.id == bindparam("delivery_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,36 +446,21 @@ class DeliveryEngine:
     async def _write_outcomes(self, results: list[tuple[Claim, SendResult]]) -> None:
         """Each outcome with its tip, a tip view per tip sent, and blocked people stopped."""
         now = self.clock.now()
+        tips = self.content.tips
+        outcomes = [
+            (claim.delivery_id, result.status, result.message_id, result.error, claim.tip_id)
+            for claim, result in results
+        ]
+        shown = [
+            (claim.user_id, tip.id, tip.topic_id)
+            for claim, result in results
+            if result.status == DeliveryStatus.SENT
+            and (tip := tips.get(claim.tip_id or "")) is not None
+        ]
         async with self.sessions() as session, session.begin():
-            # Core executemany, not the ORM's bulk update: one prepared statement for the
-            # whole batch, without the per-row bookkeeping of the unit of work.
-            await session.execute(
-                FINISH_DELIVERY,
-                [
-                    {
-                        "delivery_id": claim.delivery_id,
-                        "status": result.status,
-                        "finished_at": now,
-                        "telegram_message_id": result.message_id,
-                        "error": result.error,
-                        "tip_id": claim.tip_id,
-                    }
-                    for claim, result in results
-                ],
-            )
-            views = [
-                {
-                    "user_id": claim.user_id,
-                    "tip_id": claim.tip_id,
-                    "topic_id": tip.topic_id,
-                    "shown_at": now,
-                }
-                for claim, result in results
-                if result.status == DeliveryStatus.SENT
-                and (tip := self.content.tips.get(claim.tip_id or "")) is not None
-            ]
-            if views:
-                await session.execute(insert(_tip_views), views)
+            connection = await session.connection()
+            await self.statements.finish(connection, outcomes, now)
+            await self.statements.shown(connection, shown, now)
             for claim, result in results:
                 if result.status == DeliveryStatus.BLOCKED:
                     await session.execute(

@@ -11,11 +11,13 @@ from sqlalchemy.dialects import postgresql
 
 from bot.db import migrate
 from bot.db.engine import create_engine, create_sessionmaker, unit_of_work
-from bot.db.models import Delivery, DeliveryStatus, Schedule, ScheduleKind, User
+from bot.db.models import Delivery, DeliveryStatus, Schedule, ScheduleKind, TipView, User
 from bot.delivery.claims import (
     LATE_ERROR,
     ClaimStatements,
     CoreStatements,
+    Outcome,
+    Shown,
     SqliteStatements,
     statements_for,
 )
@@ -104,3 +106,69 @@ async def test_each_database_gets_its_own_statements(tmp_path: Path) -> None:
     finally:
         await sqlite.dispose()
     assert isinstance(statements_for(postgresql.dialect()), CoreStatements)
+
+
+async def record_outcomes(path: Path, direct: bool) -> list[Any]:
+    """Claim, then record outcomes of every kind and the tips shown; every row written."""
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    sessions = create_sessionmaker(engine)
+    statements: ClaimStatements = (
+        SqliteStatements(engine.dialect) if direct else CoreStatements(postgres=False)
+    )
+    finished = NOW + timedelta(seconds=3, microseconds=7)
+    async with sessions() as session, session.begin():
+        connection = await session.connection()
+        ids = [row[0] for row in await statements.due(connection, NOW, 50)]
+        claimed = await statements.insert(connection, ids, date(2026, 3, 29), NOW, True)
+    outcomes: list[Outcome] = [
+        (claimed[0][0], DeliveryStatus.SENT, 2**40, None, "sleep-01"),
+        (claimed[1][0], DeliveryStatus.BLOCKED, None, "Forbidden: bot was blocked", None),
+        (claimed[2][0], DeliveryStatus.UNKNOWN, None, "timed out", "stress-02"),
+        (claimed[3][0], DeliveryStatus.FAILED, None, 'Bad Request: "quoted", \\ and ünïcode', None),
+    ]
+    shown: list[Shown] = [
+        (claimed[0][1], "sleep-01", "sleep"),
+        (claimed[2][1], "stress-02", "stress"),
+    ]
+    async with sessions() as session, session.begin():
+        connection = await session.connection()
+        await statements.finish(connection, outcomes, finished)
+        await statements.shown(connection, shown, finished)
+        await statements.finish(connection, [], finished)
+        await statements.shown(connection, [], finished)
+    async with sessions() as session:
+        deliveries = (await session.execute(select(Delivery).order_by(Delivery.id))).scalars()
+        written: list[Any] = [
+            (d.id, d.status, d.finished_at, d.telegram_message_id, d.error, d.tip_id)
+            for d in deliveries
+        ]
+        views = (await session.execute(select(TipView).order_by(TipView.id))).scalars()
+        written += [(v.user_id, v.tip_id, v.topic_id, v.shown_at) for v in views]
+    await engine.dispose()
+    return written
+
+
+async def test_outcomes_through_sqlite_match_core_exactly(tmp_path: Path) -> None:
+    await database(tmp_path / "core.db")
+    await database(tmp_path / "direct.db")
+    core = await record_outcomes(tmp_path / "core.db", direct=False)
+    direct = await record_outcomes(tmp_path / "direct.db", direct=True)
+
+    assert direct == core
+    finished = NOW + timedelta(seconds=3, microseconds=7)
+    sent, blocked, unknown, failed, *waiting = direct[:-2]
+    assert sent[1:] == (DeliveryStatus.SENT, finished, 2**40, None, "sleep-01")
+    assert blocked[1:] == (
+        DeliveryStatus.BLOCKED,
+        finished,
+        None,
+        "Forbidden: bot was blocked",
+        None,
+    )
+    assert unknown[1] == DeliveryStatus.UNKNOWN
+    assert failed[4] == 'Bad Request: "quoted", \\ and ünïcode'
+    assert {row[1] for row in waiting} == {DeliveryStatus.CLAIMED}, "others untouched"
+    assert [row[1:] for row in direct[-2:]] == [
+        ("sleep-01", "sleep", finished),
+        ("stress-02", "stress", finished),
+    ]

@@ -41,7 +41,7 @@ FULL: dict[str, float] = {
     "tip_views": 10,
     "past_deliveries": 3,
     "pipeline_messages": 5_000,
-    "pipeline_rounds": 2,
+    "pipeline_rounds": 3,
     "pipeline_rate": 5_000,
     "pipeline_tick": 0.2,
     "limits_messages": 10_000,

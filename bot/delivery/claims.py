@@ -6,7 +6,7 @@ They are built once; each batch only binds its values. Schedule ids go in as ONE
 JSON array on SQLite, an array on PostgreSQL), so the SQL text stays the same and the driver
 reuses its prepared statement instead of parsing hundreds of placeholders. On SQLite a batch of
 outcomes is one JSON parameter too: one statement instead of a row of parameters per delivery,
-each of which the driver binds and steps while the sending loop waits for the interpreter lock.
+each converted by SQLAlchemy and bound and stepped by the driver while the bot is sending.
 
 On SQLite the statements run on the driver connection (aiosqlite) itself, inside the session's
 transaction: SQLAlchemy's asyncio adapter and result rows cost about three times what SQLite

@@ -31,9 +31,9 @@ async def load_histories(
 ) -> dict[int, TipHistory]:
     """Tip histories for many users in three queries, one row per user and kind of fact.
 
-    The delivery engine loads hundreds at a time while it sends: every row the database driver
-    hands over costs the sending loop a hand-over of the interpreter lock, so what each person
-    has seen comes back as one ordered string per person, not one row per tip shown.
+    The delivery engine loads hundreds at a time while it sends, and every row the database
+    driver steps and hands over is work that competes with the sending loop, so what each
+    person has seen comes back as one ordered string per person, not one row per tip shown.
     """
     user_ids = list(focus_by_user)
     connection = await session.connection()

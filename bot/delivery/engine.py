@@ -109,7 +109,6 @@ class DeliveryEngine:
         single_worker: bool = True,
         keys: KeyringHolder | None = None,
         name: str | None = None,
-        housekeeping: timedelta = HOUSEKEEPING_INTERVAL,
     ) -> None:
         self.sessions = sessions
         self.content = content
@@ -120,7 +119,6 @@ class DeliveryEngine:
         self.clock = clock or Clock()
         self.single_worker = single_worker
         self.stats = EngineStats()
-        self.housekeeping = housekeeping
         self._housekept_at: datetime | None = None
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._queue: asyncio.Queue[Claim] = asyncio.Queue()
@@ -224,7 +222,7 @@ class DeliveryEngine:
         report = TickReport()
         if self._stopping:
             return report
-        if self._housekept_at is None or now - self._housekept_at >= self.housekeeping:
+        if self._housekept_at is None or now - self._housekept_at >= HOUSEKEEPING_INTERVAL:
             report.recovered = await self.recover(everything=False)
             await self._heartbeat(now)
             DUE_BACKLOG.set(await self.due_backlog(now))
